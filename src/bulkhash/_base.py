@@ -1,0 +1,200 @@
+"""What every key-indexed table shares: construction, membership, erase, size, copy, save.
+
+HashMap, HashSet and Counter subclass ``KeyedTable`` and add their own mutators; the engine
+underneath is one ``OpenTable`` each.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from . import _arrays, _dtypes
+from ._cpu import kernels as K
+from ._table import (DEFAULT_MAX_LOAD_FACTOR, OpenTable, check_capacity, check_max_load_factor)
+from .hashing import DEFAULT_SEED
+from .status import InsertResult, Status, TableFullError
+
+_DEVICES = ("cpu",)
+
+
+def check_device(device: str) -> str:
+    if device == "cuda":
+        raise ValueError("device='cuda': this build of bulkhash has no CUDA backend yet; use "
+                         "device='cpu'")
+    if device not in _DEVICES:
+        raise ValueError(f"device={device!r} is not known; use device='cpu'")
+    return device
+
+
+def status_flags(outcome: np.ndarray) -> np.ndarray:
+    """Per-key ``Status`` flags (uint16) from kernel outcome bytes."""
+    table = np.zeros(256, np.uint16)
+    for code, flag in ((K.UPDATED, Status.DUPLICATE_KEY), (K.FULL, Status.OUT_OF_CAPACITY),
+                       (K.NOT_FOUND, Status.KEY_NOT_FOUND)):
+        table[code] = flag
+        table[code | K.SATURATED] = flag | Status.COUNT_SATURATED
+    return table[outcome]
+
+
+def insert_result(outcome: np.ndarray, want_status: bool, capacity: int) -> InsertResult:
+    """Summarise an upsert's outcome bytes; raise TableFullError if any key did not go in."""
+    counts = np.bincount(outcome, minlength=256)
+    saturated = int(counts[K.SATURATED:].sum())
+    result = InsertResult(inserted=int(counts[K.NEW]),
+                          updated=int(counts[K.UPDATED]) + saturated,
+                          failed=int(counts[K.FULL]), saturated=saturated,
+                          status=status_flags(outcome) if want_status else None)
+    if result.failed:
+        raise TableFullError(np.flatnonzero(outcome == K.FULL).astype(np.int64), result, capacity)
+    return result
+
+
+class KeyedTable:
+    """Base of the tables keyed by integers (not public)."""
+
+    _value_codec: _dtypes.ValueCodec | None
+
+    def _setup(self, key_dtype, value_dtype, capacity, growable: bool, max_load_factor: float,
+               seed: int, device: str) -> None:
+        self._key_dtype = _dtypes.key_dtype(key_dtype)
+        self._device = check_device(device)
+        vdt = None if value_dtype is None else _dtypes.value_dtype(value_dtype)
+        word = _dtypes.word_dtype(self._key_dtype, vdt)
+        self._value_codec = None if vdt is None else _dtypes.ValueCodec(vdt, word)
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+            raise TypeError(f"seed={seed!r} must be an integer")
+        self._table = OpenTable(word, 1 if vdt is None else 2,
+                                check_capacity(capacity, bool(growable)),
+                                growable=bool(growable),
+                                max_load_factor=check_max_load_factor(max_load_factor),
+                                seed=int(seed))
+
+    # ------------------------------------------------------------------ input
+    def _key_words(self, keys: Any, argname: str = "keys") -> tuple[np.ndarray, bool]:
+        arr, scalar = _arrays.as_keys(keys, self._key_dtype, argname)
+        return _dtypes.keys_to_words(arr, self._key_dtype, self._table.word), scalar
+
+    def _value_words(self, values: Any, n: int, argname: str = "values") -> np.ndarray:
+        arr = _arrays.as_values(values, self._value_codec.dtype, n, argname)
+        return self._value_codec.to_words(arr)
+
+    @staticmethod
+    def _out(result: np.ndarray, scalar: bool, original: Any):
+        if scalar:
+            return result[0].item() if result.dtype != np.bool_ else bool(result[0])
+        return _arrays.like_input(result, original)
+
+    # ------------------------------------------------------------------ queries
+    def contains(self, keys) -> np.ndarray:
+        """Whether each key is present (a bool array; a bool for a scalar key)."""
+        words, scalar = self._key_words(keys)
+        with self._table.lock.reading():
+            _, found = self._table.lookup(words, want_values=False)
+        return self._out(found, scalar, keys)
+
+    def __contains__(self, key) -> bool:
+        return bool(self.contains(np.asarray(key).reshape(1))[0])
+
+    def erase(self, keys, *, status: bool = False):
+        """Remove keys; returns a bool array, True where a key was removed.
+
+        Within one call only a key's first occurrence removes it. With ``status=True`` also
+        returns per-key ``Status`` flags (``KEY_NOT_FOUND`` where absent).
+        """
+        words, scalar = self._key_words(keys)
+        with self._table.lock.writing():
+            outcome = self._table.erase(words)
+        removed = outcome == K.REMOVED
+        out = self._out(removed, scalar, keys)
+        return (out, status_flags(outcome)) if status else out
+
+    def keys(self) -> np.ndarray:
+        """Every stored key, as an array of ``key_dtype`` (in table order: unsorted)."""
+        with self._table.lock.reading():
+            words, _ = self._table.items(want_values=False)
+        return _dtypes.words_to_keys(words, self._key_dtype)
+
+    # ------------------------------------------------------------------ size
+    def __len__(self) -> int:
+        return len(self._table)
+
+    @property
+    def capacity(self) -> int:
+        """Keys the table holds before it must grow (a fixed table: before it refuses keys)."""
+        return self._table.capacity
+
+    @property
+    def load_factor(self) -> float:
+        """``len(self) / slots``: how full the slot array is."""
+        return self._table.load_factor
+
+    @property
+    def max_load_factor(self) -> float:
+        return self._table.max_load_factor
+
+    @property
+    def growable(self) -> bool:
+        return self._table.growable
+
+    @property
+    def seed(self) -> int:
+        return self._table.seed
+
+    @property
+    def key_dtype(self) -> np.dtype:
+        return self._key_dtype
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of memory the table's arrays take."""
+        return self._table.nbytes
+
+    def reserve(self, n: int) -> None:
+        """Grow now so that ``n`` more keys fit without growing (growable tables only)."""
+        if not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"n={n!r} must be a non-negative integer")
+        if not self.growable and len(self) + n > self.capacity:
+            raise ValueError(f"a fixed table (growable=False) cannot make room for {n} more keys "
+                             f"beyond capacity={self.capacity}")
+        with self._table.lock.writing():
+            self._table.reserve(int(n))
+
+    def clear(self) -> None:
+        """Remove every key, keeping the capacity."""
+        with self._table.lock.writing():
+            self._table.clear()
+
+    def copy(self):
+        """An independent copy of the table."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        with self._table.lock.reading():
+            new._table = self._table.copy()
+        return new
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the table to ``path`` atomically (see ``bulkhash.load``)."""
+        from .io import save
+
+        save(self, path)
+
+    def _params(self) -> dict:
+        """The constructor arguments that describe this table (saved with it)."""
+        return dict(key_dtype=str(self._key_dtype), growable=self.growable,
+                    max_load_factor=self.max_load_factor, seed=self.seed)
+
+    def __repr__(self) -> str:
+        vals = "" if self._value_codec is None else f", value_dtype={self._value_codec.dtype}"
+        return (f"{type(self).__name__}(key_dtype={self._key_dtype}{vals}, len={len(self)}, "
+                f"capacity={self.capacity}, load_factor={self.load_factor:.3f}, "
+                f"growable={self.growable}, device={self._device!r})")
+
+
+DEFAULTS = dict(max_load_factor=DEFAULT_MAX_LOAD_FACTOR, seed=DEFAULT_SEED)

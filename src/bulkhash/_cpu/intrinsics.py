@@ -1,0 +1,99 @@
+"""The few LLVM instructions the CPU kernels need and Numba does not expose.
+
+* ``prefetch(arr, i)``: a software prefetch of ``arr[i]``'s cache line. Bulk kernels issue it for
+  the key a fixed distance ahead, so that by the time the probe reaches that key its bucket is
+  (usually) already in cache: this is what turns a table lookup from one DRAM latency per key
+  into something close to the machine's random-gather throughput.
+* ``cas(arr, i, expected, new)``: an atomic compare-and-swap on ``arr[i]`` returning the old value.
+  Refs use it, because a user's own ``prange`` loop may insert from several threads at once.
+* ``atomic_add(arr, i, v)``: an atomic fetch-add returning the old value (refs' size counter).
+* ``load_relaxed(arr, i)`` / bit casts between unsigned words and floats.
+
+All of them take (1-D or flat-indexed) NumPy arrays and an integer index, so callers never see raw
+pointers.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+
+def _element_pointer(context, builder, arr_type, arr, index):
+    """Pointer to the ``index``-th element of a C-contiguous array, counted in elements."""
+    array = context.make_array(arr_type)(context, builder, arr)
+    return builder.gep(array.data, [index])
+
+
+@intrinsic
+def prefetch(typingctx, arr, index):
+    """Hint the CPU to fetch the cache line holding ``arr.flat[index]`` (read, keep in all levels)."""
+    if not isinstance(arr, types.Array) or not isinstance(index, types.Integer):
+        return None
+    sig = types.void(arr, index)
+
+    def codegen(context, builder, signature, args):
+        ptr = _element_pointer(context, builder, arr, args[0], args[1])
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+        # rw=0 (read), locality=3 (keep in every cache level), cache type=1 (data)
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def cas(typingctx, arr, index, expected, new):
+    """Atomic compare-and-swap on ``arr.flat[index]``; returns the value found there."""
+    if not isinstance(arr, types.Array) or not isinstance(index, types.Integer):
+        return None
+    dtype = arr.dtype
+    sig = dtype(arr, index, dtype, dtype)
+
+    def codegen(context, builder, signature, args):
+        ptr = _element_pointer(context, builder, arr, args[0], args[1])
+        pair = builder.cmpxchg(ptr, args[2], args[3], "acq_rel", "monotonic")
+        return builder.extract_value(pair, 0)
+
+    return sig, codegen
+
+
+@intrinsic
+def atomic_add(typingctx, arr, index, value):
+    """Atomic ``arr.flat[index] += value``; returns the value before the addition."""
+    if not isinstance(arr, types.Array) or not isinstance(index, types.Integer):
+        return None
+    dtype = arr.dtype
+    sig = dtype(arr, index, dtype)
+
+    def codegen(context, builder, signature, args):
+        ptr = _element_pointer(context, builder, arr, args[0], args[1])
+        return builder.atomic_rmw("add", ptr, args[2], "monotonic")
+
+    return sig, codegen
+
+
+def _bitcast(name, src, dst, llvm_dst):
+    @intrinsic
+    def cast(typingctx, x):
+        sig = dst(src)
+
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], llvm_dst)
+
+        return sig, codegen
+
+    cast.__name__ = cast.__qualname__ = name
+    cast.__doc__ = f"Reinterpret the bits of a {src} as a {dst} (no conversion)."
+    return cast
+
+
+bits_to_f64 = _bitcast("bits_to_f64", types.uint64, types.float64, ir.DoubleType())
+f64_to_bits = _bitcast("f64_to_bits", types.float64, types.uint64, ir.IntType(64))
+bits_to_f32 = _bitcast("bits_to_f32", types.uint32, types.float32, ir.FloatType())
+f32_to_bits = _bitcast("f32_to_bits", types.float32, types.uint32, ir.IntType(32))

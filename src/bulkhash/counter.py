@@ -1,0 +1,113 @@
+"""``Counter``: integer keys -> counts, with saturating atomic-style adds (CountingHashTable)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _dtypes
+from ._base import DEFAULTS, KeyedTable, insert_result
+from ._cpu import kernels as K
+from .status import InsertResult
+
+
+def count_dtype(spec) -> np.dtype:
+    dt = _dtypes.value_dtype(spec, "count_dtype")
+    if dt.kind != "u":
+        raise TypeError(f"count_dtype={dt} must be an unsigned integer dtype "
+                        "('uint8', 'uint16', 'uint32' or 'uint64')")
+    return dt
+
+
+class Counter(KeyedTable):
+    """Counts of integer keys, like ``collections.Counter`` for whole arrays.
+
+    A count that would pass its dtype's maximum stays at the maximum, and the call reports it
+    (``InsertResult.saturated``, ``Status.COUNT_SATURATED``).
+
+    Examples
+    --------
+    >>> import bulkhash
+    >>> c = bulkhash.Counter("uint64", "uint8")
+    >>> c.add([7, 3, 7, 7])
+    InsertResult(inserted=2, updated=2, failed=0, saturated=0)
+    >>> c.get([7, 3, 4])
+    array([3, 1, 0], dtype=uint8)
+    >>> c.add([3], counts=[255]).saturated
+    1
+    >>> c.most_common(1)
+    (array([3], dtype=uint64), array([255], dtype=uint8))
+    >>> c.histogram()
+    (array([  3, 255], dtype=uint8), array([1, 1]))
+    """
+
+    def __init__(self, key_dtype="uint64", count_dtype="uint32", capacity: int | None = None, *,
+                 growable: bool = True, max_load_factor: float = DEFAULTS["max_load_factor"],
+                 seed: int = DEFAULTS["seed"], device: str = "cpu"):
+        self._setup(key_dtype, globals()["count_dtype"](count_dtype), capacity, growable,
+                    max_load_factor, seed, device)
+
+    @property
+    def count_dtype(self) -> np.dtype:
+        return self._value_codec.dtype
+
+    def add(self, keys, counts=None, *, status: bool = False) -> InsertResult:
+        """Add 1 (or ``counts[i]``) to each key's count."""
+        words, _ = self._key_words(keys)
+        if counts is None:  # one count of 1, which the kernel uses for every key
+            value_words = self._value_codec.to_words(np.ones(1, self.count_dtype))
+        else:
+            value_words = self._value_words(counts, words.size, "counts")
+        with self._table.lock.writing():
+            outcome = self._table.upsert(words, value_words, K.OP_SATURATING_ADD, K.KIND_UINT,
+                                         self._value_codec.nbytes)
+        return insert_result(outcome, status, self.capacity)
+
+    def get(self, keys):
+        """Each key's count, 0 where absent."""
+        words, scalar = self._key_words(keys)
+        with self._table.lock.reading():
+            value_words, _ = self._table.lookup(words)
+        return self._out(self._value_codec.from_words(value_words), scalar, keys)
+
+    def items(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(keys, counts)`` of every counted key, in table order."""
+        with self._table.lock.reading():
+            key_words, value_words = self._table.items()
+        return (_dtypes.words_to_keys(key_words, self._key_dtype),
+                self._value_codec.from_words(value_words))
+
+    def most_common(self, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` highest counts (all if None), highest first; ties by ascending key."""
+        if n is not None and (not isinstance(n, (int, np.integer)) or n < 0):
+            raise ValueError(f"n={n!r} must be a non-negative integer or None")
+        keys, counts = self.items()
+        if n is not None and n < keys.size:
+            if n == 0:
+                return keys[:0], counts[:0]
+            threshold = np.partition(counts, counts.size - n)[counts.size - n]
+            above = np.flatnonzero(counts > threshold)
+            tied = np.flatnonzero(counts == threshold)
+            tied = tied[np.argsort(keys[tied], kind="stable")][: n - above.size]
+            pick = np.concatenate([above, tied])
+            keys, counts = keys[pick], counts[pick]
+        order = np.lexsort((keys, np.iinfo(counts.dtype).max - counts))  # count desc, key asc
+        return keys[order], counts[order]
+
+    def histogram(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(counts, num_keys)``: for each count that occurs, how many keys have it."""
+        _, counts = self.items()
+        values, num = np.unique(counts, return_counts=True)
+        return values, num.astype(np.int64)
+
+    def total(self) -> int:
+        """The sum of all counts."""
+        return int(self.items()[1].sum(dtype=np.uint64))
+
+    def ref(self):
+        """A view for use inside your own ``@numba.njit`` code (see ``bulkhash.refs``)."""
+        from .refs import make_ref
+
+        return make_ref(self)
+
+    def _params(self) -> dict:
+        return dict(super()._params(), count_dtype=str(self.count_dtype))

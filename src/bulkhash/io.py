@@ -1,0 +1,163 @@
+"""Saving and loading tables.
+
+File layout (all integers little-endian)::
+
+    0   8 bytes   magic b"BULKHASH"
+    8   uint32    format version (FORMAT_VERSION)
+    12  uint32    header length H
+    16  uint32    CRC-32 of the header
+    20  uint32    0 (reserved)
+    24  H bytes   header: UTF-8 JSON (class, constructor parameters, geometry, state, data CRC-32)
+    ... padding to a multiple of 64
+    D   the slot array, exactly as in memory
+
+The slot array is stored verbatim at a 64-byte aligned offset, so ``load(path, mmap=True)`` maps
+it straight into a table (copy-on-write: the table is fully usable and the file never changes).
+``save`` writes a temporary file beside the target, flushes it to disk and renames it over the
+target, so a reader never sees a half-written table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from ._table import aligned_zeros
+
+MAGIC = b"BULKHASH"
+FORMAT_VERSION = 1
+_PREFIX = struct.Struct("<8sIIII")
+_ALIGN = 64
+_CHUNK = 1 << 26
+
+
+class FormatError(ValueError):
+    """A file is not a bulkhash table, or is truncated, corrupted or from a newer version."""
+
+
+def _crc32(arr: np.ndarray) -> int:
+    flat = arr.reshape(-1).view(np.uint8)
+    crc = 0
+    for start in range(0, flat.size, _CHUNK):
+        crc = zlib.crc32(flat[start:start + _CHUNK], crc)
+    return crc
+
+
+def save(table, path: str | os.PathLike) -> None:
+    """Write ``table`` (HashMap, HashSet or Counter) to ``path`` atomically."""
+    path = Path(path)
+    inner = table._table
+    with inner.lock.reading():
+        slots = inner.slots
+        header = dict(
+            cls=type(table).__name__, params=table._params(), capacity=inner.capacity,
+            n_buckets=inner.n_buckets, word=str(inner.word), words_per_slot=inner.words_per_slot,
+            state=[int(x) for x in inner.state], data_nbytes=int(slots.nbytes),
+            data_crc32=_crc32(slots))
+        # the data offset depends on the header's length, which contains the offset: fix a width
+        header["data_offset"] = 0
+        blob = json.dumps(header).encode()
+        data_offset = -(-(_PREFIX.size + len(blob) + 32) // _ALIGN) * _ALIGN
+        header["data_offset"] = data_offset
+        blob = json.dumps(header).encode().ljust(data_offset - _PREFIX.size)
+        prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(blob), zlib.crc32(blob), 0)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(prefix)
+                f.write(blob)
+                flat = slots.reshape(-1).view(np.uint8)
+                for start in range(0, flat.size, _CHUNK):
+                    f.write(flat[start:start + _CHUNK])
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+
+def _read_header(path: Path) -> dict:
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no such file: {path}") from None
+    with f:
+        raw = f.read(_PREFIX.size)
+        if len(raw) < _PREFIX.size or raw[:8] != MAGIC:
+            raise FormatError(f"{path} is not a bulkhash table file (bad magic number)")
+        _, version, length, crc, _ = _PREFIX.unpack(raw)
+        if version > FORMAT_VERSION:
+            raise FormatError(f"{path} was written in format version {version}; this bulkhash "
+                              f"reads up to {FORMAT_VERSION}: upgrade bulkhash")
+        blob = f.read(length)
+    if len(blob) < length:
+        raise FormatError(f"{path} is truncated: its header is cut short")
+    if zlib.crc32(blob) != crc:
+        raise FormatError(f"{path} is corrupted: its header checksum does not match")
+    try:
+        return json.loads(blob)
+    except ValueError as err:
+        raise FormatError(f"{path} is corrupted: unreadable header ({err})") from None
+
+
+def load(path: str | os.PathLike, mmap: bool = False, *, verify: bool = True):
+    """Open a table written by ``save``.
+
+    Parameters
+    ----------
+    path : str or path-like
+    mmap : bool
+        Map the file instead of reading it: opening costs no copy and pages load on first use.
+        The table is copy-on-write: changing it never changes the file.
+    verify : bool
+        Check the data checksum (reads the whole file once). Turn off only for trusted files.
+
+    Raises ``FormatError`` for a file that is not a table, truncated, or corrupted.
+
+    >>> import bulkhash, tempfile, os
+    >>> m = bulkhash.HashMap("int64", "int32")
+    >>> _ = m.insert([1, -2], [10, 20])
+    >>> path = os.path.join(tempfile.mkdtemp(), "m.bh")
+    >>> m.save(path)
+    >>> bulkhash.load(path).get([-2, 1, 5])
+    array([20, 10,  0], dtype=int32)
+    """
+    from .counter import Counter
+    from .hashmap import HashMap
+    from .hashset import HashSet
+
+    path = Path(path)
+    header = _read_header(path)
+    classes = {"HashMap": HashMap, "HashSet": HashSet, "Counter": Counter}
+    try:
+        cls = classes[header["cls"]]
+        word = np.dtype(header["word"])
+        rows = header["n_buckets"] * (64 // (word.itemsize * header["words_per_slot"])) + 2
+        shape = (rows, header["words_per_slot"])
+        offset, nbytes = header["data_offset"], header["data_nbytes"]
+    except (KeyError, TypeError) as err:
+        raise FormatError(f"{path} is corrupted: header lacks {err}") from None
+    size = path.stat().st_size
+    if size < offset + nbytes or rows * shape[1] * word.itemsize != nbytes:
+        raise FormatError(f"{path} is truncated: expected {offset + nbytes} bytes, found {size}")
+    if mmap:
+        slots = np.memmap(path, dtype=word, mode="c", offset=offset, shape=shape)
+    else:
+        slots = aligned_zeros(shape, word)
+        with open(path, "rb") as f:
+            f.seek(offset)
+            f.readinto(slots.reshape(-1).view(np.uint8))
+    if verify and _crc32(slots) != header["data_crc32"]:
+        raise FormatError(f"{path} is corrupted: the table data fails its checksum")
+    table = cls(**header["params"], capacity=0)
+    table._table.adopt(slots, np.asarray(header["state"], np.int64), header["n_buckets"],
+                       header["capacity"])
+    return table

@@ -1,0 +1,255 @@
+"""Refs: per-element table operations inside your own ``@numba.njit`` code.
+
+``table.ref()`` returns a small, non-owning view (cuCollections calls these *refs*; WarpCore calls
+the operations "device-sided"). Pass it to a compiled function and call its methods per element,
+so a whole pipeline -- parse, transform, insert, look up -- stays in compiled code::
+
+    >>> import numba, numpy as np, bulkhash
+    >>> counts = bulkhash.Counter("uint64", "uint32", capacity=1000)
+    >>> @numba.njit
+    ... def count_pairs(ref, xs):
+    ...     for i in range(xs.size - 1):
+    ...         ref.add(xs[i] * 1000 + xs[i + 1], 1)   # count adjacent pairs
+    >>> count_pairs(counts.ref(), np.array([1, 2, 1, 2, 1], np.uint64))
+    >>> counts.get([1002, 2001]).tolist()
+    [2, 2]
+
+Methods (all per element, all safe to call from many threads of a ``prange`` loop):
+
+=================  ==================================================================
+``HashMap`` ref    ``insert(key, value) -> bool`` (True if new; an existing key's value is
+                   overwritten), ``get(key, default) -> value``, ``contains(key) -> bool``
+``HashSet`` ref    ``add(key) -> bool`` (True if new), ``contains(key) -> bool``
+``Counter`` ref    ``add(key, count) -> bool`` (True if new; saturating),
+                   ``get(key) -> count``
+every ref          ``failed() -> int``: inserts that found no room so far
+=================  ==================================================================
+
+A ref never grows its table: growing replaces the table's arrays, which compiled code holding
+the ref cannot follow. An insert past ``capacity`` returns False and counts one more
+``failed()``; after the call, grow (``table.reserve(n)``) and take a new ref. A ref taken before
+the table changed size raises if used. Make room up front with ``table.ref(reserve=n)``.
+
+Keys and values are converted to the table's dtypes as C would (a 32-bit table keeps the low 32
+bits of a key); refs skip the input checks of the bulk methods.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit, types
+from numba.extending import overload_method
+
+from ._cpu import kernels as K
+from ._cpu.intrinsics import bits_to_f32, bits_to_f64, f32_to_bits, f64_to_bits
+
+
+class _RefFields(NamedTuple):
+    slots: np.ndarray
+    state: np.ndarray
+    n_buckets: int
+    bucket_size: int
+    seed: np.uint64
+    tomb: np.uint64
+    generation: int
+    key_marker: np.ndarray  # empty arrays whose dtypes tell compiled code the table's dtypes
+    value_marker: np.ndarray
+
+
+class HashMapRef(_RefFields):
+    """Ref of a ``HashMap`` (see module docs)."""
+
+    @property
+    def failed_inserts(self) -> int:
+        return int(self.state[K.REF_FAILED])
+
+
+class HashSetRef(_RefFields):
+    """Ref of a ``HashSet`` (see module docs)."""
+
+    @property
+    def failed_inserts(self) -> int:
+        return int(self.state[K.REF_FAILED])
+
+
+class CounterRef(_RefFields):
+    """Ref of a ``Counter`` (see module docs)."""
+
+    @property
+    def failed_inserts(self) -> int:
+        return int(self.state[K.REF_FAILED])
+
+
+_REF_CLASSES = {"HashMap": HashMapRef, "HashSet": HashSetRef, "Counter": CounterRef}
+
+
+def make_ref(table, reserve: int = 0):
+    if reserve:
+        table.reserve(reserve)
+    inner = table._table
+    codec = table._value_codec
+    return _REF_CLASSES[type(table).__name__](
+        inner.slots, inner.state, inner.n_buckets, inner.bucket_size, np.uint64(inner.seed),
+        inner.tomb, int(inner.state[K.GENERATION]), np.empty(0, table.key_dtype),
+        np.empty(0, codec.dtype if codec else np.uint8))
+
+
+# ------------------------------------------------------------------ compile-time helpers
+# Each overload below is resolved while Numba compiles the user's function: it reads the table's
+# dtypes off the ref's marker arrays and returns an implementation specialised for them.
+
+def _field(ref_type, name):
+    return ref_type.types[ref_type.fields.index(name)]
+
+
+@njit(inline="always", cache=True, nogil=True)
+def _word32(key):
+    return np.uint64(np.uint32(key))
+
+
+@njit(inline="always", cache=True, nogil=True)
+def _word64(key):
+    return np.uint64(key)
+
+
+def _key_to_word(ref_type):
+    return _word32 if _field(ref_type, "key_marker").dtype.bitwidth == 32 else _word64
+
+
+@functools.lru_cache(maxsize=None)
+def _value_codec(dtype):
+    """(to_word, from_word, kind, nbytes): compiled conversions for values of a Numba type."""
+    inline = njit(inline="always", nogil=True)
+    if isinstance(dtype, types.Boolean):
+        return (inline(lambda v: np.uint64(1) if v else np.uint64(0)),
+                inline(lambda w: w != 0), K.KIND_UINT, 1)
+    if isinstance(dtype, types.Float):
+        if dtype.bitwidth == 64:
+            return (inline(lambda v: f64_to_bits(np.float64(v))),
+                    inline(lambda w: bits_to_f64(np.uint64(w))), K.KIND_FLOAT, 8)
+        if dtype.bitwidth == 32:
+            return (inline(lambda v: np.uint64(f32_to_bits(np.float32(v)))),
+                    inline(lambda w: bits_to_f32(np.uint32(w))), K.KIND_FLOAT, 4)
+        raise TypeError("refs do not support float16 values; use float32")
+    mask = np.uint64((1 << dtype.bitwidth) - 1)
+    cast = dtype  # a Numba type is a conversion function in compiled code
+    kind = K.KIND_INT if dtype.signed else K.KIND_UINT
+    return (inline(lambda v: np.uint64(cast(v)) & mask), inline(lambda w: cast(w)), kind,
+            dtype.bitwidth // 8)
+
+
+def _ref_of(cls):
+    """Overload guard: only named tuples of class ``cls`` get the method."""
+    return lambda ref: isinstance(ref, types.BaseNamedTuple) and ref.instance_class is cls
+
+
+@njit(inline="always", cache=True, nogil=True)
+def _check_fresh(ref):
+    if ref.state[K.GENERATION] != ref.generation:
+        raise RuntimeError("stale ref: its table was resized or cleared after ref() was called; "
+                           "take a new ref")
+
+
+@njit(inline="always", cache=True, nogil=True)
+def _find_row(ref, word):
+    bucket = K.bucket_of(word, ref.n_buckets, ref.seed, ref.tomb)
+    return K.find_slot(ref.slots, ref.n_buckets, ref.bucket_size, ref.tomb, ref.state, word,
+                       bucket)
+
+
+@njit(inline="always", cache=True, nogil=True)
+def _upsert(ref, word, value_word, op, kind, nbytes):
+    _check_fresh(ref)
+    r = K.ref_upsert(ref.slots, ref.state, ref.n_buckets, ref.bucket_size, ref.seed, ref.tomb,
+                     word, ref.slots.dtype.type(value_word), op, kind, nbytes)
+    return r == K.REF_NEW
+
+
+def _register_upsert_with_value(cls, name, op):
+    is_ours = _ref_of(cls)
+
+    @overload_method(types.BaseNamedTuple, name, inline="always")
+    def _method(ref, key, value):
+        if not is_ours(ref):
+            return None
+        to_word = _key_to_word(ref)
+        value_to_word, _, kind, nbytes = _value_codec(_field(ref, "value_marker").dtype)
+
+        def impl(ref, key, value):
+            return _upsert(ref, to_word(key), value_to_word(value), op, kind, nbytes)
+
+        return impl
+
+
+def _register_set_add(cls):
+    is_ours = _ref_of(cls)
+
+    @overload_method(types.BaseNamedTuple, "add", inline="always")
+    def _method(ref, key):
+        if not is_ours(ref):
+            return None
+        to_word = _key_to_word(ref)
+
+        def impl(ref, key):
+            return _upsert(ref, to_word(key), 0, K.OP_KEEP, K.KIND_UINT, 8)
+
+        return impl
+
+
+def _register_contains(cls):
+    is_ours = _ref_of(cls)
+
+    @overload_method(types.BaseNamedTuple, "contains", inline="always")
+    def _method(ref, key):
+        if not is_ours(ref):
+            return None
+        to_word = _key_to_word(ref)
+
+        def impl(ref, key):
+            _check_fresh(ref)
+            return _find_row(ref, to_word(key)) >= 0
+
+        return impl
+
+
+def _register_get(cls):
+    is_ours = _ref_of(cls)
+
+    @overload_method(types.BaseNamedTuple, "get", inline="always")
+    def _method(ref, key, default=0):
+        if not is_ours(ref):
+            return None
+        to_word = _key_to_word(ref)
+        value_to_word, from_word, _, _ = _value_codec(_field(ref, "value_marker").dtype)
+
+        def impl(ref, key, default=0):
+            _check_fresh(ref)
+            row = _find_row(ref, to_word(key))
+            if row < 0:
+                return from_word(value_to_word(default))
+            return from_word(ref.slots[row, 1])
+
+        return impl
+
+
+def _register_failed(cls):
+    is_ours = _ref_of(cls)
+
+    @overload_method(types.BaseNamedTuple, "failed", inline="always")
+    def _method(ref):
+        if not is_ours(ref):
+            return None
+        return lambda ref: ref.state[K.REF_FAILED]
+
+
+_register_upsert_with_value(HashMapRef, "insert", K.OP_OVERWRITE)
+_register_upsert_with_value(CounterRef, "add", K.OP_SATURATING_ADD)
+_register_set_add(HashSetRef)
+for _cls in (HashMapRef, CounterRef):
+    _register_get(_cls)
+for _cls in (HashMapRef, HashSetRef, CounterRef):
+    _register_contains(_cls)
+    _register_failed(_cls)
