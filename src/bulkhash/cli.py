@@ -11,11 +11,16 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     bench = sub.add_parser("bench", help="measure bulkhash against its peers on this machine")
     bench.add_argument("--quick", action="store_true", help="the two-minute headline benchmark")
+    bench.add_argument("--json", metavar="PATH", help="also write every measurement to PATH as JSON")
+    bench.add_argument("--keys", type=int, metavar="N", help="keys in the large table "
+                       "(default 20,000,000)")
+    bench.add_argument("--reps", type=int, metavar="N", help="timed rounds after the warm-up "
+                       "(default 5 with --quick, else 11)")
     args = parser.parse_args(argv)
     if args.command == "bench":
         from .bench import run
 
-        return run(quick=args.quick)
+        return run(quick=args.quick, keys=args.keys, reps=args.reps, json_path=args.json)
     return 2
 
 

@@ -99,7 +99,10 @@ def make_ref(table, reserve: int = 0):
 
 # ------------------------------------------------------------------ compile-time helpers
 # Each overload below is resolved while Numba compiles the user's function: it reads the table's
-# dtypes off the ref's marker arrays and returns an implementation specialised for them.
+# dtypes off the ref's marker arrays and returns an implementation specialised for them. The
+# methods are not inlined into the caller at Numba's level: their stale-ref check can raise, and a
+# raise inside a prange body would stop Numba from parallelising the user's loop (LLVM still
+# inlines the call afterwards).
 
 def _field(ref_type, name):
     return ref_type.types[ref_type.fields.index(name)]
@@ -141,11 +144,6 @@ def _value_codec(dtype):
             dtype.bitwidth // 8)
 
 
-def _ref_of(cls):
-    """Overload guard: only named tuples of class ``cls`` get the method."""
-    return lambda ref: isinstance(ref, types.BaseNamedTuple) and ref.instance_class is cls
-
-
 @njit(inline="always", cache=True, nogil=True)
 def _check_fresh(ref):
     if ref.state[K.GENERATION] != ref.generation:
@@ -168,88 +166,83 @@ def _upsert(ref, word, value_word, op, kind, nbytes):
     return r == K.REF_NEW
 
 
-def _register_upsert_with_value(cls, name, op):
-    is_ours = _ref_of(cls)
+# Numba keeps one template per method name and type class, so each name is registered once and
+# the implementation is picked by the ref's class (and arity) at compile time.
 
-    @overload_method(types.BaseNamedTuple, name, inline="always")
-    def _method(ref, key, value):
-        if not is_ours(ref):
-            return None
-        to_word = _key_to_word(ref)
-        value_to_word, _, kind, nbytes = _value_codec(_field(ref, "value_marker").dtype)
-
-        def impl(ref, key, value):
-            return _upsert(ref, to_word(key), value_to_word(value), op, kind, nbytes)
-
-        return impl
+def _insert_or_add(ref, key, value, op):
+    to_word = _key_to_word(ref)
+    if value is None:  # HashSet.add(key)
+        return lambda ref, key, value=None: _upsert(ref, to_word(key), 0, op, K.KIND_UINT, 8)
+    value_to_word, _, kind, nbytes = _value_codec(_field(ref, "value_marker").dtype)
+    return lambda ref, key, value=None: _upsert(ref, to_word(key), value_to_word(value), op,
+                                                kind, nbytes)
 
 
-def _register_set_add(cls):
-    is_ours = _ref_of(cls)
+def _contains(ref, key):
+    to_word = _key_to_word(ref)
 
-    @overload_method(types.BaseNamedTuple, "add", inline="always")
-    def _method(ref, key):
-        if not is_ours(ref):
-            return None
-        to_word = _key_to_word(ref)
+    def impl(ref, key):
+        _check_fresh(ref)
+        return _find_row(ref, to_word(key)) >= 0
 
-        def impl(ref, key):
-            return _upsert(ref, to_word(key), 0, K.OP_KEEP, K.KIND_UINT, 8)
-
-        return impl
+    return impl
 
 
-def _register_contains(cls):
-    is_ours = _ref_of(cls)
+def _get(ref, key, default):
+    to_word = _key_to_word(ref)
+    value_to_word, from_word, _, _ = _value_codec(_field(ref, "value_marker").dtype)
 
-    @overload_method(types.BaseNamedTuple, "contains", inline="always")
-    def _method(ref, key):
-        if not is_ours(ref):
-            return None
-        to_word = _key_to_word(ref)
+    def impl(ref, key, default=0):
+        _check_fresh(ref)
+        row = _find_row(ref, to_word(key))
+        if row < 0:
+            return from_word(value_to_word(default))
+        return from_word(ref.slots[row, 1])
 
-        def impl(ref, key):
-            _check_fresh(ref)
-            return _find_row(ref, to_word(key)) >= 0
-
-        return impl
+    return impl
 
 
-def _register_get(cls):
-    is_ours = _ref_of(cls)
-
-    @overload_method(types.BaseNamedTuple, "get", inline="always")
-    def _method(ref, key, default=0):
-        if not is_ours(ref):
-            return None
-        to_word = _key_to_word(ref)
-        value_to_word, from_word, _, _ = _value_codec(_field(ref, "value_marker").dtype)
-
-        def impl(ref, key, default=0):
-            _check_fresh(ref)
-            row = _find_row(ref, to_word(key))
-            if row < 0:
-                return from_word(value_to_word(default))
-            return from_word(ref.slots[row, 1])
-
-        return impl
+def _given(arg) -> bool:
+    return arg is not None and not isinstance(arg, (types.Omitted, types.NoneType))
 
 
-def _register_failed(cls):
-    is_ours = _ref_of(cls)
+def _ref_class(ref):
+    return ref.instance_class if isinstance(ref, types.BaseNamedTuple) else None
 
-    @overload_method(types.BaseNamedTuple, "failed", inline="always")
-    def _method(ref):
-        if not is_ours(ref):
-            return None
+
+@overload_method(types.BaseNamedTuple, "insert")
+def _ref_insert(ref, key, value=None):
+    if _ref_class(ref) is HashMapRef and _given(value):
+        return _insert_or_add(ref, key, value, K.OP_OVERWRITE)
+    return None
+
+
+@overload_method(types.BaseNamedTuple, "add")
+def _ref_add(ref, key, value=None):
+    cls = _ref_class(ref)
+    if cls is HashSetRef and not _given(value):
+        return _insert_or_add(ref, key, None, K.OP_KEEP)
+    if cls is CounterRef and _given(value):
+        return _insert_or_add(ref, key, value, K.OP_SATURATING_ADD)
+    return None
+
+
+@overload_method(types.BaseNamedTuple, "get")
+def _ref_get(ref, key, default=0):
+    if _ref_class(ref) in (HashMapRef, CounterRef):
+        return _get(ref, key, default)
+    return None
+
+
+@overload_method(types.BaseNamedTuple, "contains")
+def _ref_contains(ref, key):
+    if _ref_class(ref) in _REF_CLASSES.values():
+        return _contains(ref, key)
+    return None
+
+
+@overload_method(types.BaseNamedTuple, "failed")
+def _ref_failed(ref):
+    if _ref_class(ref) in _REF_CLASSES.values():
         return lambda ref: ref.state[K.REF_FAILED]
-
-
-_register_upsert_with_value(HashMapRef, "insert", K.OP_OVERWRITE)
-_register_upsert_with_value(CounterRef, "add", K.OP_SATURATING_ADD)
-_register_set_add(HashSetRef)
-for _cls in (HashMapRef, CounterRef):
-    _register_get(_cls)
-for _cls in (HashMapRef, HashSetRef, CounterRef):
-    _register_contains(_cls)
-    _register_failed(_cls)
+    return None
