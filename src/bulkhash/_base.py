@@ -39,13 +39,12 @@ def status_flags(outcome: np.ndarray) -> np.ndarray:
     return table[outcome]
 
 
-def insert_result(outcome: np.ndarray, want_status: bool, capacity: int) -> InsertResult:
-    """Summarise an upsert's outcome bytes; raise TableFullError if any key did not go in."""
-    counts = np.bincount(outcome, minlength=256)
-    saturated = int(counts[K.SATURATED:].sum())
-    result = InsertResult(inserted=int(counts[K.NEW]),
-                          updated=int(counts[K.UPDATED]) + saturated,
-                          failed=int(counts[K.FULL]), saturated=saturated,
+def insert_result(outcome: np.ndarray, tally: np.ndarray, want_status: bool,
+                  capacity: int) -> InsertResult:
+    """Summarise an upsert (outcome bytes and their tally); raise TableFullError if any key did
+    not go in."""
+    result = InsertResult(inserted=int(tally[K.NEW]), updated=int(tally[K.UPDATED]),
+                          failed=int(tally[K.FULL]), saturated=int(tally[0]),
                           status=status_flags(outcome) if want_status else None)
     if result.failed:
         raise TableFullError(np.flatnonzero(outcome == K.FULL).astype(np.int64), result, capacity)

@@ -124,38 +124,45 @@ class OpenTable:
                 self.state)
 
     def _mutate(self, keys: np.ndarray, values: np.ndarray, action: int, op: int, kind: int,
-                nbytes: int, budget: int) -> np.ndarray:
+                nbytes: int, budget: int, tally: np.ndarray | None = None) -> np.ndarray:
+        """Run the mutation kernel; outcome bytes per key, counts added into ``tally``."""
         outcome = np.empty(keys.size, np.uint8)
+        counts = np.zeros(8, np.int64)
         with _kernel_gate():
             K.mutate(*self._args(), keys, values, action, op, kind, nbytes, budget, outcome,
-                     numba.get_num_threads())
+                     counts, numba.get_num_threads())
+        if tally is not None:
+            tally += counts
         return outcome
 
     def upsert(self, keys: np.ndarray, values: np.ndarray, op: int, kind: int,
-               nbytes: int) -> np.ndarray:
+               nbytes: int) -> tuple[np.ndarray, np.ndarray]:
         """Insert/combine a batch of key words (and value words; empty for a set).
 
         Returns one outcome byte per key (``K.NEW``, ``K.UPDATED`` [| ``K.SATURATED``], or
-        ``K.FULL`` -- only for a fixed table). A growable table never reports FULL.
+        ``K.FULL`` -- only for a fixed table; a growable table never reports FULL) and the tally
+        of outcomes (index = code, index 0 = saturated).
         """
         if self.growable and len(self) + keys.size > self.capacity:
             distinct = K.estimate_distinct(keys, self.seed)
             if distinct > self.capacity - len(self):
                 self.resize(self._grown_capacity(len(self) + distinct + distinct // 32))
         self._sweep_tombstones_if_crowded(keys.size)
+        tally = np.zeros(8, np.int64)
         outcome = self._mutate(keys, values, K.ACTION_UPSERT, op, kind, nbytes,
-                               self.capacity - len(self))
-        if self.growable:
+                               self.capacity - len(self), tally)
+        if self.growable and tally[K.FULL]:
             full = np.flatnonzero(outcome == K.FULL)
             while full.size:  # the estimate was low: grow and redo just those keys, in order
+                tally[K.FULL] -= full.size
                 retry_keys = keys[full]
                 need = len(self) + K.estimate_distinct(retry_keys, self.seed)
                 self.resize(self._grown_capacity(need))
                 retry_values = values[full] if values.size == keys.size else values
                 outcome[full] = self._mutate(retry_keys, retry_values, K.ACTION_UPSERT, op, kind,
-                                             nbytes, self.capacity - len(self))
+                                             nbytes, self.capacity - len(self), tally)
                 full = full[outcome[full] == K.FULL]
-        return outcome
+        return outcome, tally
 
     def erase(self, keys: np.ndarray) -> np.ndarray:
         """Remove key words; returns outcome bytes (``K.REMOVED`` / ``K.NOT_FOUND``)."""

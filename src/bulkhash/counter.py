@@ -58,9 +58,9 @@ class Counter(KeyedTable):
         else:
             value_words = self._value_words(counts, words.size, "counts")
         with self._table.lock.writing():
-            outcome = self._table.upsert(words, value_words, K.OP_SATURATING_ADD, K.KIND_UINT,
-                                         self._value_codec.nbytes)
-        return insert_result(outcome, status, self.capacity)
+            outcome, tally = self._table.upsert(words, value_words, K.OP_SATURATING_ADD,
+                                                K.KIND_UINT, self._value_codec.nbytes)
+        return insert_result(outcome, tally, status, self.capacity)
 
     def get(self, keys):
         """Each key's count, 0 where absent."""

@@ -92,8 +92,8 @@ class HashMap(KeyedTable):
         value_words = self._value_words(values, words.size)
         codec = self._value_codec
         with self._table.lock.writing():
-            outcome = self._table.upsert(words, value_words, op, codec.kind, codec.nbytes)
-        return insert_result(outcome, status, self.capacity)
+            outcome, tally = self._table.upsert(words, value_words, op, codec.kind, codec.nbytes)
+        return insert_result(outcome, tally, status, self.capacity)
 
     def __setitem__(self, key, value) -> None:
         self.insert(np.asarray(key).reshape(1), np.asarray(value).reshape(1))

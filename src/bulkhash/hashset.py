@@ -42,9 +42,9 @@ class HashSet(KeyedTable):
         """
         words, scalar = self._key_words(keys)
         with self._table.lock.writing():
-            outcome = self._table.upsert(words, np.empty(0, self._table.word), K.OP_KEEP,
-                                         K.KIND_UINT, 8)
-        insert_result(outcome, False, self.capacity)  # raises TableFullError if any failed
+            outcome, tally = self._table.upsert(words, np.empty(0, self._table.word), K.OP_KEEP,
+                                                K.KIND_UINT, 8)
+        insert_result(outcome, tally, False, self.capacity)  # raises TableFullError if any failed
         new = self._out(outcome == K.NEW, scalar, keys)
         return (new, status_flags(outcome)) if status else new
 

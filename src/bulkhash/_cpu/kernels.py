@@ -288,6 +288,13 @@ ACTION_ERASE = 1
 
 
 @njit(inline="always", cache=True, nogil=True)
+def _count(tally, code):
+    tally[code & CODE_MASK] += 1
+    if code & SATURATED:
+        tally[0] += 1
+
+
+@njit(inline="always", cache=True, nogil=True)
 def _mutate_one(slots, n_buckets, bsize, tomb, state, key, value, bucket, hi, wrap, allow_new,
                 no_room, action, op, kind, nbytes):
     """One key of a mutation batch. Returns (outcome byte, new keys, tombstone delta)."""
@@ -321,12 +328,13 @@ def _mutate_one(slots, n_buckets, bsize, tomb, state, key, value, bucket, hi, wr
 
 @njit(parallel=True, nogil=True, cache=True)
 def mutate(slots, n_buckets, bsize, seed, tomb, state, keys, values, action, op, kind, nbytes,
-           budget, outcome, nthreads):
+           budget, outcome, tally, nthreads):
     """Upsert (``action=ACTION_UPSERT``) or erase a batch; writes one outcome byte per key.
 
     ``values`` is ignored for erase and for sets (pass an empty array); one value for a longer
     batch is used for every key. ``budget`` is how many new keys may go in.
-    Updates ``state[SIZE]`` and ``state[TOMBSTONES]``.
+    Updates ``state[SIZE]`` and ``state[TOMBSTONES]``. ``tally`` (int64, length 8) receives how
+    many keys ended with each outcome code, and at index 0 how many saturated.
     """
     n = keys.size
     has_values = values.size > 0
@@ -337,6 +345,7 @@ def mutate(slots, n_buckets, bsize, seed, tomb, state, keys, values, action, op,
         nparts = 1
     new_per_part = np.zeros(nparts, np.int64)
     tomb_per_part = np.zeros(nparts, np.int64)
+    tally_per_part = np.zeros((nparts, 8), np.int64)
     for p in prange(nparts):
         lo = p * n_buckets // nparts
         hi = (p + 1) * n_buckets // nparts
@@ -365,6 +374,8 @@ def mutate(slots, n_buckets, bsize, seed, tomb, state, keys, values, action, op,
                                                value, b, hi, False, added < quota, DEFERRED,
                                                action, op, kind, nbytes)
             outcome[i] = code
+            if code != DEFERRED:
+                _count(tally_per_part[p], code)
             added += d_size
             tomb_delta += d_tomb
         new_per_part[p] = added
@@ -380,8 +391,11 @@ def mutate(slots, n_buckets, bsize, seed, tomb, state, keys, values, action, op,
                                            bucket_of(key, n_buckets, seed, tomb), n_buckets, True,
                                            added < budget, FULL, action, op, kind, nbytes)
         outcome[i] = code
+        _count(tally, code)
         added += d_size
         tomb_delta += d_tomb
+    for p in range(nparts):
+        tally += tally_per_part[p]
     state[SIZE] += added
     state[TOMBSTONES] += tomb_delta
 
