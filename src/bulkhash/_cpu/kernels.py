@@ -176,6 +176,27 @@ def special_row(key, n_slots):
 
 
 @njit(inline="always", cache=True, nogil=True)
+def scan_bucket(slots, base, bsize, key, tomb):
+    """Look at every slot of one bucket: (row of ``key`` or -1, first free row or -1, whether a
+    slot is empty).
+
+    Branch-free on purpose (the compiler turns the selects into conditional moves): where a key
+    sits in its bucket is random, so a loop that exits on a match mispredicts for most keys, and
+    each misprediction also throws away the loads the CPU had started for the keys after it.
+    """
+    match = np.int64(-1)
+    free = np.int64(-1)
+    empty = False
+    for j in range(bsize):
+        w = np.uint64(slots[base + j, 0])
+        match = base + j if w == key else match
+        is_empty = w == 0
+        free = base + j if (free < 0) & (is_empty | (w == tomb)) else free
+        empty |= is_empty
+    return match, free, empty
+
+
+@njit(inline="always", cache=True, nogil=True)
 def find_slot(slots, n_buckets, bsize, tomb, state, key, bucket):
     """Row holding ``key`` or -1. ``bucket`` is ``bucket_of(key)`` (-1 for a reserved key)."""
     k = np.uint64(key)
@@ -184,15 +205,13 @@ def find_slot(slots, n_buckets, bsize, tomb, state, key, bucket):
         return row if state[flag] != 0 else -1
     b = bucket
     for _ in range(n_buckets):
-        base = b * bsize
-        for j in range(bsize):
-            w = np.uint64(slots[base + j, 0])
-            if w == k:
-                return base + j
-            if w == 0:
-                return -1
+        match, _, empty = scan_bucket(slots, b * bsize, bsize, k, tomb)
+        if match >= 0:
+            return match
+        if empty:  # slots fill in probe order: the key cannot be further on
+            return np.int64(-1)
         b = next_bucket(b, n_buckets)
-    return -1
+    return np.int64(-1)
 
 
 @njit(inline="always", cache=True, nogil=True)
@@ -217,19 +236,13 @@ def _upsert_regular(slots, n_buckets, bsize, tomb, key, value, bucket, hi, wrap,
     free = np.int64(-1)
     b = bucket
     for _ in range(n_buckets):
-        base = b * bsize
-        for j in range(bsize):
-            row = base + j
-            w = np.uint64(slots[row, 0])
-            if w == k:
-                return UPDATED, _store_value(slots, row, value, op, kind, nbytes), False
-            if w == tomb:
-                if free < 0:
-                    free = row
-            elif w == 0:
-                if free < 0:
-                    free = row
-                return _place(slots, tomb, free, k, value, allow_new, no_room)
+        match, bucket_free, empty = scan_bucket(slots, b * bsize, bsize, k, tomb)
+        if match >= 0:
+            return UPDATED, _store_value(slots, match, value, op, kind, nbytes), False
+        if free < 0:
+            free = bucket_free
+        if empty:  # the key is absent: take the first free slot met on the way
+            return _place(slots, tomb, free, k, value, allow_new, no_room)
         b += 1
         if b == hi:
             if not wrap:
@@ -257,20 +270,17 @@ def _erase_regular(slots, n_buckets, bsize, key, bucket, hi, wrap, tomb):
     k = np.uint64(key)
     b = bucket
     for _ in range(n_buckets):
-        base = b * bsize
-        for j in range(bsize):
-            row = base + j
-            w = np.uint64(slots[row, 0])
-            if w == k:
-                # The slot may become empty again (no tombstone) when the next slot of its bucket
-                # is empty: no probe can have passed through it to a key further on.
-                if j + 1 < bsize and np.uint64(slots[row + 1, 0]) == 0:
-                    slots[row, 0] = 0
-                    return REMOVED, 0
-                slots[row, 0] = tomb
-                return REMOVED, 1
-            if w == 0:
-                return NOT_FOUND, 0
+        row, _, empty = scan_bucket(slots, b * bsize, bsize, k, tomb)
+        if row >= 0:
+            # The slot may become empty again (no tombstone) when the next slot of its bucket
+            # is empty: no probe can have passed through it to a key further on.
+            if (row + 1) % bsize != 0 and np.uint64(slots[row + 1, 0]) == 0:
+                slots[row, 0] = 0
+                return REMOVED, 0
+            slots[row, 0] = tomb
+            return REMOVED, 1
+        if empty:
+            return NOT_FOUND, 0
         b += 1
         if b == hi:
             if not wrap:
