@@ -385,7 +385,9 @@ def mutate(slots, n_buckets, bsize, seed, tomb, state, keys, values, action, op,
                                                action, op, kind, nbytes)
             outcome[i] = code
             if code != DEFERRED:
-                _count(tally_per_part[p], code)
+                tally_per_part[p, code & CODE_MASK] += 1
+                if code & SATURATED:
+                    tally_per_part[p, 0] += 1
             added += d_size
             tomb_delta += d_tomb
         new_per_part[p] = added
@@ -405,7 +407,8 @@ def mutate(slots, n_buckets, bsize, seed, tomb, state, keys, values, action, op,
         added += d_size
         tomb_delta += d_tomb
     for p in range(nparts):
-        tally += tally_per_part[p]
+        for c in range(8):
+            tally[c] += tally_per_part[p, c]
     state[SIZE] += added
     state[TOMBSTONES] += tomb_delta
 
