@@ -196,4 +196,26 @@ class KeyedTable:
                 f"growable={self.growable}, device={self._device!r})")
 
 
+class ValuedTable(KeyedTable):
+    """Base of the tables that keep a value per key (HashMap, Counter)."""
+
+    def _lookup_values(self, keys, default_word: int = 0):
+        """(values in the value dtype, found flags, scalar?) for user keys."""
+        words, scalar = self._key_words(keys)
+        with self._table.lock.reading():
+            value_words, found = self._table.lookup(words, default_word)
+        return self._value_codec.from_words(value_words), found, scalar
+
+    def items(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(keys, values)`` of every entry, in table order."""
+        with self._table.lock.reading():
+            key_words, value_words = self._table.items()
+        return (_dtypes.words_to_keys(key_words, self._key_dtype),
+                self._value_codec.from_words(value_words))
+
+    def values(self) -> np.ndarray:
+        """Every stored value, in the same order as ``keys()`` and ``items()``."""
+        return self.items()[1]
+
+
 DEFAULTS = dict(max_load_factor=DEFAULT_MAX_LOAD_FACTOR, seed=DEFAULT_SEED)

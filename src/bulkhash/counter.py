@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _dtypes
-from ._base import DEFAULTS, KeyedTable, insert_result
+from ._base import DEFAULTS, ValuedTable, insert_result
 from ._cpu import kernels as K
 from .status import InsertResult
 
@@ -18,7 +18,7 @@ def count_dtype(spec) -> np.dtype:
     return dt
 
 
-class Counter(KeyedTable):
+class Counter(ValuedTable):
     """Counts of integer keys, like ``collections.Counter`` for whole arrays.
 
     A count that would pass its dtype's maximum stays at the maximum, and the call reports it
@@ -64,17 +64,8 @@ class Counter(KeyedTable):
 
     def get(self, keys):
         """Each key's count, 0 where absent."""
-        words, scalar = self._key_words(keys)
-        with self._table.lock.reading():
-            value_words, _ = self._table.lookup(words)
-        return self._out(self._value_codec.from_words(value_words), scalar, keys)
-
-    def items(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(keys, counts)`` of every counted key, in table order."""
-        with self._table.lock.reading():
-            key_words, value_words = self._table.items()
-        return (_dtypes.words_to_keys(key_words, self._key_dtype),
-                self._value_codec.from_words(value_words))
+        counts, _, scalar = self._lookup_values(keys)
+        return self._out(counts, scalar, keys)
 
     def most_common(self, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The ``n`` highest counts (all if None), highest first; ties by ascending key."""

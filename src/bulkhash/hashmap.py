@@ -6,8 +6,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import _arrays, _dtypes
-from ._base import DEFAULTS, KeyedTable, insert_result
+from . import _dtypes
+from ._base import DEFAULTS, ValuedTable, insert_result
 from ._cpu import kernels as K
 from .status import InsertResult
 
@@ -29,7 +29,7 @@ def duplicate_op(on_duplicate: str, value_dtype: np.dtype) -> int:
     return op
 
 
-class HashMap(KeyedTable):
+class HashMap(ValuedTable):
     """A hash table from integer keys to one value each, operated on whole arrays at once.
 
     Parameters
@@ -106,30 +106,14 @@ class HashMap(KeyedTable):
 
     def find(self, keys) -> tuple[np.ndarray, np.ndarray]:
         """``(values, found)``: each key's value (0 where absent) and whether it is present."""
-        words, scalar = self._key_words(keys)
-        with self._table.lock.reading():
-            value_words, found = self._table.lookup(words)
-        values = self._value_codec.from_words(value_words)
+        values, found, scalar = self._lookup_values(keys)
         return self._out(values, scalar, keys), self._out(found, scalar, keys)
 
     def get(self, keys, default=0):
         """Each key's value, ``default`` where the key is absent."""
-        words, scalar = self._key_words(keys)
-        default_word = self._value_words(default, 1, "default")[0]
-        with self._table.lock.reading():
-            value_words, _ = self._table.lookup(words, int(default_word))
-        return self._out(self._value_codec.from_words(value_words), scalar, keys)
-
-    def items(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(keys, values)`` of every entry, in table order."""
-        with self._table.lock.reading():
-            key_words, value_words = self._table.items()
-        return (_dtypes.words_to_keys(key_words, self._key_dtype),
-                self._value_codec.from_words(value_words))
-
-    def values(self) -> np.ndarray:
-        """Every stored value, in the same order as ``keys()`` and ``items()``."""
-        return self.items()[1]
+        default_word = int(self._value_words(default, 1, "default")[0])
+        values, _, scalar = self._lookup_values(keys, default_word)
+        return self._out(values, scalar, keys)
 
     def for_each(self, fn: Callable[..., None], *args) -> None:
         """Call a user ``@numba.njit`` function ``fn(key, value, *args)`` on every entry.
