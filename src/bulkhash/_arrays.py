@@ -95,42 +95,75 @@ def as_keys(obj: Any, key_dt: np.dtype, argname: str = "keys") -> tuple[np.ndarr
             raise ValueError(f"{argname} holds {bad}, which is not a valid {key_dt} key; use a "
                              "table whose key_dtype covers your keys")
         arr = arr.astype(key_dt)
-    return np.ascontiguousarray(arr), scalar
+    return _writable(arr), scalar
+
+
+_MANTISSA_BITS = {2: 11, 4: 24, 8: 53}
+
+
+def _always_exact(src: np.dtype, dst: np.dtype) -> bool:
+    """Whether every value of ``src`` converts to ``dst`` without loss (no per-value check)."""
+    if src.kind == "b":
+        return True
+    if dst.kind == "f":
+        if src.kind == "f":
+            return dst.itemsize >= src.itemsize
+        int_bits = 8 * src.itemsize - (src.kind == "i")
+        return int_bits <= _MANTISSA_BITS[dst.itemsize]
+    # NumPy calls int64 -> float64 "safe"; only integer -> integer casts are trusted here
+    return src.kind in "iu" and dst.kind in "iu" and np.can_cast(src, dst, "safe")
+
+
+def _first_lossy(arr: np.ndarray, dst: np.dtype) -> int | None:
+    """Index of the first value of ``arr`` that ``dst`` cannot hold exactly, or None."""
+    if dst.kind in "iu" and arr.dtype.kind in "iu":  # a range check: wrapping keeps the bits
+        info = np.iinfo(dst)
+        lost = (arr < info.min) | (arr > info.max) if arr.dtype.kind == "i" else arr > info.max
+    else:
+        with np.errstate(all="ignore"):
+            converted = arr.astype(dst)
+            if dst.kind == "f" and arr.dtype.kind == "f":
+                # float -> narrower float rounds, as NumPy assignment does; overflow is the loss
+                lost = np.isinf(converted) & ~np.isinf(arr)
+            elif dst.kind == "b":
+                lost = (arr != 0) & (arr != 1)
+            else:
+                back = converted.astype(arr.dtype)
+                lost = back != arr
+                if dst.kind in "iu":  # a float that is not a whole number in range
+                    info = np.iinfo(dst)
+                    lost |= ~np.isfinite(arr) | (arr < info.min) | (arr > float(info.max))
+    bad = np.flatnonzero(lost)
+    return int(bad[0]) if bad.size else None
 
 
 def as_values(obj: Any, value_dt: np.dtype, n: int, argname: str = "values") -> np.ndarray:
     """Validated, contiguous 1-D values of ``value_dt`` and length ``n`` (scalars broadcast)."""
     arr = _as_array(obj, argname)
     if arr.ndim == 0:
-        arr = np.broadcast_to(arr, (n,))
+        arr = np.full(n, arr.item() if arr.dtype != object else arr.item(), dtype=arr.dtype)
     arr, _ = _shape_1d(arr, argname)
     if arr.shape[0] != n:
         raise ValueError(f"{argname} has {arr.shape[0]} elements but keys has {n}; pass one value "
                          "per key (or a single scalar for all of them)")
     if arr.dtype.kind not in "biufO":
         raise TypeError(f"{argname} must be numbers, got {arr.dtype}; this table stores {value_dt}")
-    if arr.dtype == value_dt:
-        return np.ascontiguousarray(arr)
     if arr.dtype == object:
         bad = _first_out_of_range(arr, value_dt) if value_dt.kind in "iu" else None
         if bad is not None:
             raise ValueError(f"{argname} holds {bad}, which does not fit {value_dt}")
-        return np.ascontiguousarray(np.array(arr.tolist(), dtype=value_dt))
-    if np.can_cast(arr.dtype, value_dt, "safe"):
-        return np.ascontiguousarray(arr.astype(value_dt))
-    with np.errstate(all="ignore"):
-        converted = arr.astype(value_dt)
-    if value_dt.kind == "f" and arr.dtype.kind == "f":
-        # float -> narrower float rounds, as NumPy assignment does; only overflow to inf is loss
-        lost = np.isinf(converted) & ~np.isinf(arr)
-    else:
-        with np.errstate(all="ignore"):
-            back = converted.astype(arr.dtype)
-        lost = back != arr
-        if arr.dtype.kind == "f":
-            lost &= ~(np.isnan(arr) & np.isnan(back))
-    if lost.any():
-        i = int(np.flatnonzero(lost)[0])
-        raise ValueError(f"{argname}[{i}] = {arr[i]!r} does not fit the table's value dtype "
-                         f"{value_dt} without loss; convert it yourself or use a wider value_dtype")
-    return np.ascontiguousarray(converted)
+        arr = np.array(arr.tolist(), dtype=value_dt)
+    elif arr.dtype != value_dt and not _always_exact(arr.dtype, value_dt):
+        i = _first_lossy(arr, value_dt)
+        if i is not None:
+            raise ValueError(f"{argname}[{i}] = {arr[i].item()!r} does not fit the table's value dtype "
+                             f"{value_dt} without loss; convert it yourself or use a wider "
+                             "value_dtype")
+    return _writable(arr.astype(value_dt, copy=False))
+
+
+def _writable(arr: np.ndarray) -> np.ndarray:
+    """Contiguous and writable: Numba compiles a second copy of every kernel for read-only
+    arrays, which would cost a user ~30 s of compilation for passing a read-only view."""
+    arr = np.ascontiguousarray(arr)
+    return arr if arr.flags.writeable else arr.copy()

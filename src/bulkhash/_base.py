@@ -178,6 +178,18 @@ class KeyedTable:
             new._table = self._table.copy()
         return new
 
+    def ref(self, reserve: int = 0):
+        """A view for per-element use inside your own ``@numba.njit`` code (see ``bulkhash.refs``).
+
+        ``reserve=n`` first grows the table so that ``n`` more keys fit: a ref itself never grows
+        its table.
+        """
+        from .refs import make_ref
+
+        if reserve:
+            self.reserve(reserve)
+        return make_ref(self)
+
     def save(self, path: str | os.PathLike) -> None:
         """Write the table to ``path`` atomically (see ``bulkhash.load``)."""
         from .io import save

@@ -144,7 +144,7 @@ class OpenTable:
         of outcomes (index = code, index 0 = saturated).
         """
         if self.growable and len(self) + keys.size > self.capacity:
-            distinct = K.estimate_distinct(keys, self.seed)
+            distinct = self._estimate_distinct(keys)
             if distinct > self.capacity - len(self):
                 self.resize(self._grown_capacity(len(self) + distinct + distinct // 32))
         self._sweep_tombstones_if_crowded(keys.size)
@@ -156,7 +156,7 @@ class OpenTable:
             while full.size:  # the estimate was low: grow and redo just those keys, in order
                 tally[K.FULL] -= full.size
                 retry_keys = keys[full]
-                need = len(self) + K.estimate_distinct(retry_keys, self.seed)
+                need = len(self) + self._estimate_distinct(retry_keys)
                 self.resize(self._grown_capacity(need))
                 retry_values = values[full] if values.size == keys.size else values
                 outcome[full] = self._mutate(retry_keys, retry_values, K.ACTION_UPSERT, op, kind,
@@ -188,6 +188,10 @@ class OpenTable:
             K.collect(self.slots, self.n_buckets, self.bucket_size, self.tomb, self.state, keys,
                       values, numba.get_num_threads())
         return keys, values
+
+    def _estimate_distinct(self, keys: np.ndarray) -> int:
+        with _kernel_gate():
+            return K.estimate_distinct(keys, self.seed)
 
     # ---------------------------------------------------------------- size policy
     def _grown_capacity(self, need: int) -> int:

@@ -92,13 +92,11 @@ class Counter(ValuedTable):
 
     def total(self) -> int:
         """The sum of all counts."""
-        return int(self.items()[1].sum(dtype=np.uint64))
-
-    def ref(self):
-        """A view for use inside your own ``@numba.njit`` code (see ``bulkhash.refs``)."""
-        from .refs import make_ref
-
-        return make_ref(self)
+        counts = self.items()[1].astype(np.uint64)
+        # two 32-bit halves: each half's sum fits in uint64 for up to 2**32 keys
+        high = int((counts >> np.uint64(32)).sum(dtype=np.uint64))
+        low = int((counts & np.uint64(0xFFFFFFFF)).sum(dtype=np.uint64))
+        return (high << 32) + low
 
     def _params(self) -> dict:
         return dict(super()._params(), count_dtype=str(self.count_dtype))

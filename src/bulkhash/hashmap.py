@@ -137,11 +137,5 @@ class HashMap(ValuedTable):
         keys, values = self.items()
         call_each(fn, keys, values, *args)
 
-    def ref(self):
-        """A view for use inside your own ``@numba.njit`` code (see ``bulkhash.refs``)."""
-        from .refs import make_ref
-
-        return make_ref(self)
-
     def _params(self) -> dict:
         return dict(super()._params(), value_dtype=str(self.value_dtype))

@@ -6,6 +6,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import _arrays
 from ._base import DEFAULTS, KeyedTable, insert_result, status_flags
 from ._cpu import kernels as K
 
@@ -58,17 +59,11 @@ class HashSet(KeyedTable):
 
         call_each(fn, self.keys(), None, *args)
 
-    def ref(self):
-        """A view for use inside your own ``@numba.njit`` code (see ``bulkhash.refs``)."""
-        from .refs import make_ref
-
-        return make_ref(self)
-
     # ------------------------------------------------------------------ set algebra
     def _other_keys(self, other) -> np.ndarray:
         if isinstance(other, HashSet):
             return other.keys()
-        return np.asarray(other)
+        return _arrays.as_keys(other, self._key_dtype, "other")[0]
 
     def _other_set(self, other) -> "HashSet":
         if isinstance(other, HashSet):

@@ -86,9 +86,7 @@ class CounterRef(_RefFields):
 _REF_CLASSES = {"HashMap": HashMapRef, "HashSet": HashSetRef, "Counter": CounterRef}
 
 
-def make_ref(table, reserve: int = 0):
-    if reserve:
-        table.reserve(reserve)
+def make_ref(table):
     inner = table._table
     codec = table._value_codec
     return _REF_CLASSES[type(table).__name__](

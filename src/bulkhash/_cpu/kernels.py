@@ -272,6 +272,8 @@ def _erase_regular(slots, n_buckets, bsize, key, bucket, hi, wrap, tomb):
     for _ in range(n_buckets):
         row, _, empty = scan_bucket(slots, b * bsize, bsize, k, tomb)
         if row >= 0:
+            if slots.shape[1] > 1:
+                slots[row, 1] = 0  # a free slot's value is 0: refs add onto it when they claim it
             # The slot may become empty again (no tombstone) when the next slot of its bucket
             # is empty: no probe can have passed through it to a key further on.
             if (row + 1) % bsize != 0 and np.uint64(slots[row + 1, 0]) == 0:
@@ -608,8 +610,9 @@ def ref_upsert(slots, state, n_buckets, bsize, seed, tomb, key, value, op, kind,
                     return REF_NO_ROOM
                 seen = np.uint64(cas(flat, row * words, word(0), word(k)))
                 if seen == 0:
-                    if words > 1:
-                        slots[row, 1] = value
+                    # Other threads may already be combining into this slot: combine onto the 0
+                    # a free slot holds instead of storing over what they added.
+                    _ref_combine(slots, row, value, op, kind, nbytes)
                     return REF_NEW
                 atomic_add(state, SIZE, -1)
                 w = seen  # lost the race: look at who won

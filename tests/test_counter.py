@@ -1,0 +1,164 @@
+"""Counter: counts, saturation, most_common and histogram against collections.Counter."""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pytest
+
+import bulkhash
+from _support import COUNT_DTYPES, KEY_DTYPES, assert_counter_equals, edge_keys, random_keys
+
+Status = bulkhash.Status
+
+
+@pytest.mark.parametrize("cd", COUNT_DTYPES, ids=str)
+@pytest.mark.parametrize("kd", KEY_DTYPES, ids=str)
+def test_counts_match_collections_counter(kd, cd):
+    rng = np.random.default_rng(2)
+    pool = np.array(edge_keys(kd), kd)
+    keys = pool[rng.integers(0, pool.size, 500)]
+    c = bulkhash.Counter(kd, cd)
+    result = c.add(keys)
+    ref = collections.Counter(keys.tolist())
+    assert result.inserted == len(ref) and result.updated == keys.size - len(ref)
+    assert_counter_equals(c, ref)
+    np.testing.assert_array_equal(c.get(np.array([3, 4], kd)), np.zeros(2, cd))
+    assert c.get(pool[0]) == ref[pool[0].item()]
+
+
+def test_add_with_counts_array_and_scalar():
+    c = bulkhash.Counter("int64", "uint32")
+    c.add([-1, 5, -1], counts=[10, 3, 7])
+    c.add([5, 6], counts=4)
+    assert_counter_equals(c, {-1: 17, 5: 7, 6: 4})
+
+
+def test_zero_count_creates_key():
+    """Like collections.Counter.update({k: 0}): the key is counted, with count 0."""
+    c = bulkhash.Counter()
+    c.add([9], counts=[0])
+    assert 9 in c and c.get(9) == 0 and len(c) == 1
+
+
+@pytest.mark.parametrize("cd", COUNT_DTYPES, ids=str)
+def test_saturation(cd):
+    top = int(np.iinfo(cd).max)
+    c = bulkhash.Counter("uint64", cd)
+    r = c.add([1, 2], counts=np.array([top - 1, top], cd), status=True)
+    assert (r.inserted, r.saturated) == (2, 0)
+    r = c.add([1, 1, 2, 3, 1], counts=np.array([1, 1, 0, 1, top], cd), status=True)
+    sat = int(Status.COUNT_SATURATED | Status.DUPLICATE_KEY)
+    dup = int(Status.DUPLICATE_KEY)
+    # 1: top-1 -> top (exact) -> clipped -> clipped; 2: top + 0 stays; 3: new
+    np.testing.assert_array_equal(r.status, [dup, sat, dup, 0, sat])
+    assert (r.inserted, r.updated, r.saturated) == (1, 4, 2)
+    assert_counter_equals(c, {1: top, 2: top, 3: 1})
+
+
+def test_uint8_saturation_in_a_large_batch():
+    """A heavy key repeated 70k times in a multi-threaded batch stops at 255, and says so."""
+    rng = np.random.default_rng(4)
+    heavy = np.full(70_000, 2**64 - 1, np.uint64)
+    light = random_keys(rng, "uint64", 30_000, distinct=1000)
+    keys = rng.permutation(np.concatenate([heavy, light]))
+    c = bulkhash.Counter("uint64", "uint8")
+    r = c.add(keys, status=True)
+    ref = collections.Counter(keys.tolist())
+    assert_counter_equals(c, {k: min(v, 255) for k, v in ref.items()})
+    expected_saturated = sum(max(0, v - 255) for v in ref.values())
+    assert r.saturated == expected_saturated
+    assert (r.status & Status.COUNT_SATURATED != 0).sum() == expected_saturated
+
+
+@pytest.mark.parametrize("kd", KEY_DTYPES, ids=str)
+def test_large_batches_match_numpy(kd):
+    rng = np.random.default_rng(8)
+    keys = random_keys(rng, kd, 200_000, distinct=20_000)
+    counts = rng.integers(0, 1000, keys.size).astype(np.uint32)
+    c = bulkhash.Counter(kd, "uint32", capacity=16)
+    c.add(keys[:1000])
+    c.add(keys, counts)
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    expected = np.bincount(inverse, weights=counts, minlength=uniq.size).astype(np.uint64)
+    expected += np.bincount(np.searchsorted(uniq, keys[:1000]), minlength=uniq.size
+                            ).astype(np.uint64)
+    got_keys, got_counts = c.items()
+    order = np.argsort(got_keys)
+    np.testing.assert_array_equal(got_keys[order], uniq)
+    np.testing.assert_array_equal(got_counts[order], expected)
+    assert c.total() == int(expected.sum())
+
+
+# ------------------------------------------------------------------------------- queries
+def _expected_most_common(ref, n):
+    return sorted(ref.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+
+
+@pytest.mark.parametrize("kd", KEY_DTYPES, ids=str)
+def test_most_common_with_ties(kd):
+    rng = np.random.default_rng(6)
+    pool = np.array(edge_keys(kd) + list(range(3, 60)), kd)
+    keys = pool[rng.integers(0, pool.size, 400)]
+    c = bulkhash.Counter(kd, "uint16")
+    c.add(keys)
+    ref = collections.Counter(keys.tolist())
+    for n in [None, 0, 1, 2, 5, 17, len(ref) - 1, len(ref), len(ref) + 5]:
+        k, v = c.most_common(n)
+        assert k.dtype == kd and v.dtype == np.uint16
+        assert list(zip(k.tolist(), v.tolist())) == _expected_most_common(ref, n), n
+
+
+def test_most_common_large():
+    rng = np.random.default_rng(9)
+    keys = rng.zipf(1.3, 300_000).astype(np.int64) * rng.choice([-1, 1], 300_000)
+    c = bulkhash.Counter("int64", "uint32")
+    c.add(keys)
+    ref = collections.Counter(keys.tolist())
+    for n in (10, 1000):
+        k, v = c.most_common(n)
+        assert list(zip(k.tolist(), v.tolist())) == _expected_most_common(ref, n)
+
+
+def test_histogram_and_total():
+    rng = np.random.default_rng(10)
+    keys = rng.integers(0, 300, 5000).astype(np.uint32)
+    c = bulkhash.Counter("uint32", "uint64")
+    c.add(keys)
+    ref = collections.Counter(keys.tolist())
+    counts, num_keys = c.histogram()
+    expected = sorted(collections.Counter(ref.values()).items())
+    assert counts.tolist() == [e[0] for e in expected]
+    assert num_keys.tolist() == [e[1] for e in expected]
+    assert c.total() == 5000
+
+
+def test_empty_counter_queries():
+    c = bulkhash.Counter()
+    k, v = c.most_common(3)
+    assert k.size == 0 and v.size == 0
+    counts, num = c.histogram()
+    assert counts.size == 0 and num.size == 0
+    assert c.total() == 0
+    assert c.get(5) == 0
+
+
+def test_erase_and_clear():
+    c = bulkhash.Counter("int32", "uint8")
+    c.add([1, 1, -1, 0])
+    removed, flags = c.erase([1, 1, 7], status=True)
+    np.testing.assert_array_equal(removed, [True, False, False])
+    assert flags.tolist() == [0, int(Status.KEY_NOT_FOUND), int(Status.KEY_NOT_FOUND)]
+    assert_counter_equals(c, {-1: 1, 0: 1})
+    c.add([1])
+    assert c.get(1) == 1  # counting restarts after erase
+    c.clear()
+    assert_counter_equals(c, {})
+
+
+def test_total_is_exact_beyond_uint64():
+    """total() is a Python int: it must not wrap when uint64 counts sum past 2**64."""
+    c = bulkhash.Counter("uint64", "uint64")
+    c.add([1, 2, 3], counts=np.full(3, 2**64 - 1, np.uint64))
+    assert c.total() == 3 * (2**64 - 1)
