@@ -27,7 +27,10 @@ every ref          ``failed() -> int``: inserts that found no room so far
 
 A ref never grows its table: growing replaces the table's arrays, which compiled code holding
 the ref cannot follow. An insert past ``capacity`` returns False and counts one more
-``failed()``; after the call, grow (``table.reserve(n)``) and take a new ref. A ref taken before
+``failed()``; after the call, grow (``table.reserve(n)``) and take a new ref. Threads of one
+``prange`` loop that claim slots at the same instant may each pass the capacity check, so a
+ref may overshoot ``capacity`` by at most one key per thread (refusing one of them would lose
+an addition to a key another thread was inserting at that moment). A ref taken before
 the table changed size raises if used. Make room up front with ``table.ref(reserve=n)``.
 
 Keys and values are converted to the table's dtypes as C would (a 32-bit table keeps the low 32

@@ -567,10 +567,15 @@ def _ref_combine(slots, row, value, op, kind, nbytes):
 
 
 @njit(inline="always", cache=True, nogil=True)
-def _ref_reserve(state):
-    """Take one unit of the capacity budget; False (and the failure counted) if none is left."""
-    if atomic_add(state, SIZE, 1) >= state[CAPACITY]:
-        atomic_add(state, SIZE, -1)
+def _ref_room_left(state):
+    """Whether the capacity budget allows one more key; if not, the failure is counted.
+
+    Checked *before* claiming a slot and counted after, so a thread that loses the race for a
+    slot to the same key never has its addition refused. The price: threads claiming at the same
+    instant may each pass the check, so a ref can overshoot ``capacity`` by at most one key per
+    concurrent thread (slots always have room for that: the load limit is at most 0.99).
+    """
+    if atomic_add(state, SIZE, 0) >= state[CAPACITY]:
         atomic_add(state, REF_FAILED, 1)
         return False
     return True
@@ -585,16 +590,16 @@ def ref_upsert(slots, state, n_buckets, bsize, seed, tomb, key, value, op, kind,
     words = slots.shape[1]
     if k == 0 or k == tomb:
         row, flag = special_row(k, n_buckets * bsize)
-        if state[flag] == 0:
-            if not _ref_reserve(state):
+        if atomic_add(state, flag, 0) == 0:
+            if not _ref_room_left(state):
                 return REF_NO_ROOM
             if cas(state, flag, 0, 2) == 0:  # 2: being written
                 slots[row, 0] = word(k)
                 if words > 1:
                     slots[row, 1] = value
-                state[flag] = 1
+                atomic_add(state, SIZE, 1)
+                atomic_add(state, flag, -1)  # 2 -> 1: present
                 return REF_NEW
-            atomic_add(state, SIZE, -1)
         while atomic_add(state, flag, 0) == 2:  # another thread is writing this row (atomic read)
             pass
         _ref_combine(slots, row, value, op, kind, nbytes)
@@ -606,15 +611,15 @@ def ref_upsert(slots, state, n_buckets, bsize, seed, tomb, key, value, op, kind,
             row = base + j
             w = np.uint64(slots[row, 0])
             if w == 0:
-                if not _ref_reserve(state):
+                if not _ref_room_left(state):
                     return REF_NO_ROOM
                 seen = np.uint64(cas(flat, row * words, word(0), word(k)))
                 if seen == 0:
+                    atomic_add(state, SIZE, 1)
                     # Other threads may already be combining into this slot: combine onto the 0
                     # a free slot holds instead of storing over what they added.
                     _ref_combine(slots, row, value, op, kind, nbytes)
                     return REF_NEW
-                atomic_add(state, SIZE, -1)
                 w = seen  # lost the race: look at who won
             if w == k:
                 _ref_combine(slots, row, value, op, kind, nbytes)
