@@ -81,9 +81,6 @@ class ValueCodec:
             unsigned_view_dtype(self.dtype))
         return bits.view(self.dtype)
 
-    def scalar_to_word(self, value) -> int:
-        return int(self.to_words(np.asarray([value], dtype=self.dtype))[0])
-
 
 def keys_to_words(keys: np.ndarray, key_dt: np.dtype, word: np.dtype) -> np.ndarray:
     """Validated keys of ``key_dt`` -> table words (a view when widths match)."""

@@ -54,14 +54,3 @@ def home_bucket(h, n_buckets):
     """
     return np.int64(((np.uint64(h) >> _S32) * np.uint64(n_buckets)) >> _S32)
 
-
-def hash_array(keys: np.ndarray, seed: int = DEFAULT_SEED) -> np.ndarray:
-    """Vectorised ``hash_key`` for a NumPy array of unsigned words (reference and tests)."""
-    x = keys.astype(np.uint64) ^ np.uint64(seed)
-    with np.errstate(over="ignore"):
-        x ^= x >> _S33
-        x *= _M1
-        x ^= x >> _S33
-        x *= _M2
-        x ^= x >> _S33
-    return x

@@ -300,10 +300,11 @@ ACTION_ERASE = 1
 
 
 @njit(inline="always", cache=True, nogil=True)
-def _count(tally, code):
-    tally[code & CODE_MASK] += 1
+def _count(tally, row, code):
+    """Count one final outcome in row ``row`` of a 2-D tally (column 0: saturated)."""
+    tally[row, code & CODE_MASK] += 1
     if code & SATURATED:
-        tally[0] += 1
+        tally[row, 0] += 1
 
 
 @njit(inline="always", cache=True, nogil=True)
@@ -357,7 +358,7 @@ def mutate(slots, n_buckets, bsize, seed, tomb, state, keys, values, action, op,
         nparts = 1
     new_per_part = np.zeros(nparts, np.int64)
     tomb_per_part = np.zeros(nparts, np.int64)
-    tally_per_part = np.zeros((nparts, 8), np.int64)
+    tally_per_part = np.zeros((nparts + 1, 8), np.int64)  # last row: the serial pass
     for p in prange(nparts):
         lo = p * n_buckets // nparts
         hi = (p + 1) * n_buckets // nparts
@@ -387,9 +388,7 @@ def mutate(slots, n_buckets, bsize, seed, tomb, state, keys, values, action, op,
                                                action, op, kind, nbytes)
             outcome[i] = code
             if code != DEFERRED:
-                tally_per_part[p, code & CODE_MASK] += 1
-                if code & SATURATED:
-                    tally_per_part[p, 0] += 1
+                _count(tally_per_part, p, code)
             added += d_size
             tomb_delta += d_tomb
         new_per_part[p] = added
@@ -405,10 +404,10 @@ def mutate(slots, n_buckets, bsize, seed, tomb, state, keys, values, action, op,
                                            bucket_of(key, n_buckets, seed, tomb), n_buckets, True,
                                            added < budget, FULL, action, op, kind, nbytes)
         outcome[i] = code
-        _count(tally, code)
+        _count(tally_per_part, nparts, code)
         added += d_size
         tomb_delta += d_tomb
-    for p in range(nparts):
+    for p in range(nparts + 1):
         for c in range(8):
             tally[c] += tally_per_part[p, c]
     state[SIZE] += added
