@@ -39,9 +39,10 @@ deferred too (the state it would see is unchanged), so the order of each key's o
 kept. The scan of the whole batch per thread costs one sequential read of the keys, cheap beside
 the random bucket accesses it orders.
 
-Each thread hashes ``PREFETCH_DISTANCE`` keys ahead of the one it probes, remembers those home
-buckets in a small ring, and prefetches the ones it owns. Lookups need no ordering: they split the
-input into chunks and do the same prefetching per chunk.
+Each thread works through its keys in blocks, probing them in waves (see "bulk kernels" below):
+home buckets are prefetched ``PREFETCH_DISTANCE`` keys ahead, and a key its home bucket does not
+settle waits for the next wave with its next bucket prefetched, instead of stalling the thread on a
+cache miss. Lookups need no ordering: they split the input into chunks and probe them the same way.
 
 Capacity is a budget of new keys per call, split evenly between the threads; a thread that has
 spent its share defers further new keys to the serial pass, which spends what the others left.
@@ -80,13 +81,16 @@ GENERATION = 5  # bumped whenever the slot array is replaced (stale refs detect 
 REF_FAILED = 6  # inserts through a ref that found no room
 STATE_LEN = 8
 
+# --- what a mutation does to each key ------------------------------------------------------------
+ACTION_UPSERT = 0
+ACTION_ERASE = 1
+
 # --- how a duplicate key combines its values (on_duplicate) --------------------------------------
 OP_OVERWRITE, OP_KEEP, OP_ADD, OP_MIN, OP_MAX, OP_SATURATING_ADD = 0, 1, 2, 3, 4, 5
 # --- what the value bits mean ---------------------------------------------------------------------
 KIND_UINT, KIND_INT, KIND_FLOAT = 0, 1, 2
 
-PREFETCH_DISTANCE = 16  # keys hashed ahead; a power of two (the ring index is a mask)
-_RING_MASK = PREFETCH_DISTANCE - 1
+PREFETCH_DISTANCE = 16  # how many keys ahead a wave prefetches home buckets
 _SERIAL_BELOW = 1 << 14  # batches smaller than this run on one thread
 _U64_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -198,7 +202,8 @@ def scan_bucket(slots, base, bsize, key, tomb):
 
 @njit(inline="always", cache=True, nogil=True)
 def find_slot(slots, n_buckets, bsize, tomb, state, key, bucket):
-    """Row holding ``key`` or -1. ``bucket`` is ``bucket_of(key)`` (-1 for a reserved key)."""
+    """Row holding ``key`` or -1, probing from ``bucket`` (``bucket_of(key)``: -1 for a reserved
+    key; a later bucket of the key's probe sequence continues a probe)."""
     k = np.uint64(key)
     if bucket < 0:
         row, flag = special_row(k, n_buckets * bsize)
@@ -214,6 +219,11 @@ def find_slot(slots, n_buckets, bsize, tomb, state, key, bucket):
     return np.int64(-1)
 
 
+# --- one bucket of a mutation: the step both the single-key probes and the bulk waves take -------
+CONTINUE = 0  # internal step result: the probe goes on to the next bucket
+RESTART = 7  # internal step result: a free slot remembered from an earlier bucket was taken
+
+
 @njit(inline="always", cache=True, nogil=True)
 def _store_value(slots, row, value, op, kind, nbytes):
     """Combine ``value`` into an existing row; returns True if a saturating add clipped."""
@@ -225,118 +235,201 @@ def _store_value(slots, row, value, op, kind, nbytes):
 
 
 @njit(inline="always", cache=True, nogil=True)
-def _upsert_regular(slots, n_buckets, bsize, tomb, key, value, bucket, hi, wrap, allow_new,
-                    no_room, op, kind, nbytes):
-    """Insert or combine one non-reserved key, probing from ``bucket``.
-
-    Without ``wrap`` the probe may not reach bucket ``hi`` (another thread's range): it returns
-    DEFERRED there. Returns (code, saturated, reused_tombstone).
-    """
-    k = np.uint64(key)
-    free = np.int64(-1)
-    b = bucket
-    for _ in range(n_buckets):
-        match, bucket_free, empty = scan_bucket(slots, b * bsize, bsize, k, tomb)
-        if match >= 0:
-            return UPDATED, _store_value(slots, match, value, op, kind, nbytes), False
-        if free < 0:
-            free = bucket_free
-        if empty:  # the key is absent: take the first free slot met on the way
-            return _place(slots, tomb, free, k, value, allow_new, no_room)
-        b += 1
-        if b == hi:
-            if not wrap:
-                return DEFERRED, False, False
-            b = np.int64(0)
-    if free >= 0:  # went all the way round: only tombstones were free
-        return _place(slots, tomb, free, k, value, allow_new, no_room)
-    return FULL, False, False
-
-
-@njit(inline="always", cache=True, nogil=True)
 def _place(slots, tomb, row, key, value, allow_new, no_room):
+    """Store a new key in free ``row``: (code, new keys, tombstone delta)."""
     if not allow_new:
-        return no_room, False, False
-    reused = np.uint64(slots[row, 0]) == tomb
+        return no_room, 0, 0
+    w = np.uint64(slots[row, 0])
+    if w != 0 and w != tomb:  # remembered from an earlier wave and taken since
+        return RESTART, 0, 0
     slots[row, 0] = key
     if slots.shape[1] > 1:
         slots[row, 1] = value
-    return NEW, False, reused
+    return NEW, 1, (-1 if w == tomb else 0)
 
 
 @njit(inline="always", cache=True, nogil=True)
-def _erase_regular(slots, n_buckets, bsize, key, bucket, hi, wrap, tomb):
-    """Remove one non-reserved key. Returns (code, tombstones added)."""
+def _mutate_step(slots, bsize, tomb, key, value, b, free, allow_new, no_room, action, op, kind,
+                 nbytes):
+    """Look at bucket ``b`` of a non-reserved key's probe.
+
+    Returns (code, new keys, tombstone delta, free): ``code`` is final, or CONTINUE (go on to the
+    next bucket, remembering ``free``, the first free slot met so far or -1), or RESTART.
+    """
     k = np.uint64(key)
-    b = bucket
-    for _ in range(n_buckets):
-        row, _, empty = scan_bucket(slots, b * bsize, bsize, k, tomb)
-        if row >= 0:
+    match, bucket_free, empty = scan_bucket(slots, b * bsize, bsize, k, tomb)
+    if action == ACTION_ERASE:
+        if match >= 0:
             if slots.shape[1] > 1:
-                slots[row, 1] = 0  # a free slot's value is 0: refs add onto it when they claim it
-            # The slot may become empty again (no tombstone) when the next slot of its bucket
-            # is empty: no probe can have passed through it to a key further on.
-            if (row + 1) % bsize != 0 and np.uint64(slots[row + 1, 0]) == 0:
-                slots[row, 0] = 0
-                return REMOVED, 0
-            slots[row, 0] = tomb
-            return REMOVED, 1
-        if empty:
-            return NOT_FOUND, 0
-        b += 1
-        if b == hi:
-            if not wrap:
-                return DEFERRED, 0
-            b = np.int64(0)
-    return NOT_FOUND, 0
-
-
-# ================================================================================================
-# bulk kernels
-# ================================================================================================
-
-ACTION_UPSERT = 0
-ACTION_ERASE = 1
+                slots[match, 1] = 0  # a free slot's value is 0: refs add onto it when they claim it
+            # The slot may become empty again (no tombstone) when the next slot of its bucket is
+            # empty: no probe can have passed through it to a key further on.
+            if (match + 1) % bsize != 0 and np.uint64(slots[match + 1, 0]) == 0:
+                slots[match, 0] = 0
+                return REMOVED, -1, 0, free
+            slots[match, 0] = tomb
+            return REMOVED, -1, 1, free
+        return (NOT_FOUND if empty else CONTINUE), 0, 0, free
+    if match >= 0:
+        saturated = _store_value(slots, match, value, op, kind, nbytes)
+        return UPDATED | (SATURATED if saturated else 0), 0, 0, free
+    if free < 0:
+        free = bucket_free
+    if empty:  # the key is absent: take the first free slot met on the way
+        code, d_size, d_tomb = _place(slots, tomb, free, k, value, allow_new, no_room)
+        return code, d_size, d_tomb, free
+    return CONTINUE, 0, 0, free
 
 
 @njit(inline="always", cache=True, nogil=True)
-def _count(tally, row, code):
-    """Count one final outcome in row ``row`` of a 2-D tally (column 0: saturated)."""
-    tally[row, code & CODE_MASK] += 1
-    if code & SATURATED:
-        tally[row, 0] += 1
+def _mutate_special(slots, n_slots, state, key, value, allow_new, action, op, kind, nbytes):
+    """A reserved key word (0 or all-ones), kept in a special row: (code, new keys, 0)."""
+    row, flag = special_row(key, n_slots)
+    present = state[flag] != 0
+    if action == ACTION_ERASE:
+        state[flag] = 0
+        return (REMOVED, -1, 0) if present else (NOT_FOUND, 0, 0)
+    if present:
+        sat = _store_value(slots, row, value, op, kind, nbytes)
+        return UPDATED | (SATURATED if sat else 0), 0, 0
+    if not allow_new:
+        return FULL, 0, 0
+    state[flag] = 1
+    slots[row, 0] = key
+    if slots.shape[1] > 1:
+        slots[row, 1] = value
+    return NEW, 1, 0
 
 
 @njit(inline="always", cache=True, nogil=True)
 def _mutate_one(slots, n_buckets, bsize, tomb, state, key, value, bucket, hi, wrap, allow_new,
                 no_room, action, op, kind, nbytes):
-    """One key of a mutation batch. Returns (outcome byte, new keys, tombstone delta)."""
-    if bucket < 0:  # a reserved key word: only the serial pass touches the special rows
+    """One key of a mutation, probed to the end from its home ``bucket``.
+
+    Without ``wrap`` the probe may not reach bucket ``hi`` (another thread's range): it returns
+    DEFERRED there, as it does for a reserved key (only the serial pass touches special rows).
+    Returns (outcome byte, new keys, tombstone delta).
+    """
+    if bucket < 0:
         if not wrap:
             return DEFERRED, 0, 0
-        row, flag = special_row(key, n_buckets * bsize)
-        present = state[flag] != 0
-        if action == ACTION_ERASE:
-            state[flag] = 0
-            return (REMOVED, -1, 0) if present else (NOT_FOUND, 0, 0)
-        if present:
-            sat = _store_value(slots, row, value, op, kind, nbytes)
-            return UPDATED | (SATURATED if sat else 0), 0, 0
-        if not allow_new:
-            return FULL, 0, 0
-        state[flag] = 1
-        slots[row, 0] = key
-        if slots.shape[1] > 1:
-            slots[row, 1] = value
-        return NEW, 1, 0
-    if action == ACTION_ERASE:
-        code, tombs = _erase_regular(slots, n_buckets, bsize, key, bucket, hi, wrap, tomb)
-        return code, (-1 if code == REMOVED else 0), tombs
-    code, sat, reused = _upsert_regular(slots, n_buckets, bsize, tomb, key, value, bucket, hi, wrap,
-                                        allow_new, no_room, op, kind, nbytes)
-    if code == NEW:
-        return NEW, 1, (-1 if reused else 0)
-    return code | (SATURATED if sat else 0), 0, 0
+        return _mutate_special(slots, n_buckets * bsize, state, key, value, allow_new, action, op,
+                               kind, nbytes)
+    free = np.int64(-1)
+    b = bucket
+    for _ in range(n_buckets):
+        code, d_size, d_tomb, free = _mutate_step(slots, bsize, tomb, key, value, b, free,
+                                                  allow_new, no_room, action, op, kind, nbytes)
+        if code != CONTINUE:
+            return code, d_size, d_tomb
+        b += 1
+        if b == hi:
+            if not wrap:
+                return DEFERRED, 0, 0
+            b = np.int64(0)
+    if action != ACTION_ERASE and free >= 0:  # went all the way round: only tombstones were free
+        return _place(slots, tomb, free, np.uint64(key), value, allow_new, no_room)
+    return (NOT_FOUND, 0, 0) if action == ACTION_ERASE else (FULL, 0, 0)
+
+
+# ================================================================================================
+# bulk kernels: probes in waves
+# ================================================================================================
+# A probe is a chain of dependent cache misses: hash -> home bucket -> maybe the next bucket.
+# Software prefetch hides the first miss (the home bucket is fetched PREFETCH_DISTANCE keys
+# ahead), but at load 0.8 about 16% of keys do not sit in their home bucket, and a probe that
+# steps on to the next bucket at once waits a full memory latency for it, stalling every key
+# behind it. So the bulk kernels probe a block of keys in *waves*: wave 1 looks at every key's
+# home bucket; a key that must go on prefetches its next bucket and joins a pending list (kept in
+# array order, compacted in place), which the next wave works through once that line has had a
+# whole wave's time to arrive. Most blocks need two or three waves; after MAX_WAVES the few keys
+# left finish one at a time.
+
+BLOCK = 1024  # keys per wave block: its lists are 16 KiB, well inside L1 + L2
+MAX_WAVES = 8
+
+
+@njit(inline="always", cache=True, nogil=True)
+def _prefetch_bucket(slots, b, bsize):
+    if b >= 0:
+        prefetch(slots, b * bsize * slots.shape[1])
+
+
+@njit(inline="always", cache=True, nogil=True)
+def _count(tally, code):
+    """Count one final outcome in a tally row (column 0: how many saturated)."""
+    tally[code & CODE_MASK] += 1
+    if code & SATURATED:
+        tally[0] += 1
+
+
+@njit(cache=True, nogil=True)
+def _mutate_range(slots, n_buckets, bsize, seed, tomb, state, keys, values, action, op, kind,
+                  nbytes, lo, hi, quota, first, outcome, tally):
+    """One thread's share of ``mutate``: the batch's keys whose home bucket is in ``[lo, hi)``,
+    in waves, adding at most ``quota`` new keys. ``first`` marks reserved keys DEFERRED.
+    Returns (new keys, tombstone delta)."""
+    n = keys.size
+    has_values = values.size > 0
+    vstride = 1 if values.size == n else 0
+    added = 0
+    tomb_delta = 0
+    pending = np.empty(BLOCK, np.int64)  # key index
+    bucket = np.empty(BLOCK, np.int64)  # the bucket its probe looks at next
+    free = np.empty(BLOCK, np.int64)  # first free slot its probe met, or -1
+    for start in range(0, n, BLOCK):
+        stop = min(n, start + BLOCK)
+        m = 0  # this thread's keys of the block, compacted without a branch
+        for i in range(start, stop):
+            b = bucket_of(keys[i], n_buckets, seed, tomb)
+            pending[m] = i
+            bucket[m] = b
+            free[m] = -1
+            m += (lo <= b) & (b < hi)
+            if b < 0 and first:
+                outcome[i] = DEFERRED  # reserved keys: special rows, serial pass
+        for j in range(min(m, PREFETCH_DISTANCE)):
+            _prefetch_bucket(slots, bucket[j], bsize)
+        for wave in range(MAX_WAVES + 1):
+            if m == 0:
+                break
+            left = 0
+            for j in range(m):
+                if j + PREFETCH_DISTANCE < m:
+                    _prefetch_bucket(slots, bucket[j + PREFETCH_DISTANCE], bsize)
+                i = pending[j]
+                b = bucket[j]
+                value = values[i * vstride] if has_values else slots[0, 0]
+                f = np.int64(-1)
+                if wave < MAX_WAVES:
+                    code, d_size, d_tomb, f = _mutate_step(
+                        slots, bsize, tomb, keys[i], value, b, free[j], added < quota, DEFERRED,
+                        action, op, kind, nbytes)
+                else:
+                    code = RESTART  # a very long probe: finish it one key at a time
+                if code == RESTART:
+                    code, d_size, d_tomb = _mutate_one(
+                        slots, n_buckets, bsize, tomb, state, keys[i], value,
+                        bucket_of(keys[i], n_buckets, seed, tomb), hi, False, added < quota,
+                        DEFERRED, action, op, kind, nbytes)
+                elif code == CONTINUE:
+                    b += 1
+                    if b == hi:
+                        code = DEFERRED
+                    else:
+                        _prefetch_bucket(slots, b, bsize)
+                        pending[left] = i
+                        bucket[left] = b
+                        free[left] = f
+                        left += 1
+                        continue
+                outcome[i] = code
+                if code != DEFERRED:
+                    _count(tally, code)
+                added += d_size
+                tomb_delta += d_tomb
+            m = left
+    return added, tomb_delta
 
 
 @njit(parallel=True, nogil=True, cache=True)
@@ -348,11 +441,15 @@ def mutate(slots, n_buckets, bsize, seed, tomb, state, keys, values, action, op,
     batch is used for every key. ``budget`` is how many new keys may go in.
     Updates ``state[SIZE]`` and ``state[TOMBSTONES]``. ``tally`` (int64, length 8) receives how
     many keys ended with each outcome code, and at index 0 how many saturated.
+
+    Waves keep array order per key: every occurrence of a key has the same probe sequence and
+    sees the same buckets, so all of them are pending in the same waves, in array order. The one
+    exception -- a tombstone remembered by an earlier wave and since taken (RESTART) -- reprobes
+    that key from its home bucket on the spot, before any later occurrence moves.
     """
     n = keys.size
     has_values = values.size > 0
     vstride = 1 if values.size == n else 0
-    words = slots.shape[1]
     nparts = min(nthreads, n_buckets)
     if n < _SERIAL_BELOW:
         nparts = 1
@@ -363,34 +460,9 @@ def mutate(slots, n_buckets, bsize, seed, tomb, state, keys, values, action, op,
         lo = p * n_buckets // nparts
         hi = (p + 1) * n_buckets // nparts
         quota = budget // nparts + (1 if p < budget % nparts else 0)
-        added = 0
-        tomb_delta = 0
-        ring = np.empty(PREFETCH_DISTANCE, np.int64)
-        for i in range(min(n, PREFETCH_DISTANCE)):
-            ring[i] = bucket_of(keys[i], n_buckets, seed, tomb)
-        for i in range(n):
-            b = ring[i & _RING_MASK]
-            ahead = i + PREFETCH_DISTANCE
-            if ahead < n:
-                b_ahead = bucket_of(keys[ahead], n_buckets, seed, tomb)
-                ring[ahead & _RING_MASK] = b_ahead
-                if lo <= b_ahead < hi:
-                    prefetch(slots, b_ahead * bsize * words)
-            if b < 0:
-                if p == 0:
-                    outcome[i] = DEFERRED
-                continue
-            if b < lo or b >= hi:
-                continue
-            value = values[i * vstride] if has_values else slots[0, 0]
-            code, d_size, d_tomb = _mutate_one(slots, n_buckets, bsize, tomb, state, keys[i],
-                                               value, b, hi, False, added < quota, DEFERRED,
-                                               action, op, kind, nbytes)
-            outcome[i] = code
-            if code != DEFERRED:
-                _count(tally_per_part, p, code)
-            added += d_size
-            tomb_delta += d_tomb
+        added, tomb_delta = _mutate_range(slots, n_buckets, bsize, seed, tomb, state, keys, values,
+                                          action, op, kind, nbytes, lo, hi, quota, p == 0, outcome,
+                                          tally_per_part[p])
         new_per_part[p] = added
         tomb_per_part[p] = tomb_delta
     added = new_per_part.sum()
@@ -404,7 +476,7 @@ def mutate(slots, n_buckets, bsize, seed, tomb, state, keys, values, action, op,
                                            bucket_of(key, n_buckets, seed, tomb), n_buckets, True,
                                            added < budget, FULL, action, op, kind, nbytes)
         outcome[i] = code
-        _count(tally_per_part, nparts, code)
+        _count(tally_per_part[nparts], code)
         added += d_size
         tomb_delta += d_tomb
     for p in range(nparts + 1):
@@ -414,34 +486,57 @@ def mutate(slots, n_buckets, bsize, seed, tomb, state, keys, values, action, op,
     state[TOMBSTONES] += tomb_delta
 
 
+@njit(cache=True, nogil=True)
+def _lookup_range(slots, n_buckets, bsize, seed, tomb, state, keys, default, out_values,
+                  out_found, start, stop):
+    """``lookup`` of ``keys[start:stop]``, in waves."""
+    pending = np.empty(BLOCK, np.int64)  # key index
+    bucket = np.empty(BLOCK, np.int64)  # the bucket its probe looks at next
+    for first in range(start, stop, BLOCK):
+        m = min(stop, first + BLOCK) - first
+        for j in range(m):
+            pending[j] = first + j
+            bucket[j] = bucket_of(keys[first + j], n_buckets, seed, tomb)
+        for j in range(min(m, PREFETCH_DISTANCE)):
+            _prefetch_bucket(slots, bucket[j], bsize)
+        for wave in range(MAX_WAVES + 1):
+            if m == 0:
+                break
+            left = 0
+            for j in range(m):
+                if j + PREFETCH_DISTANCE < m:
+                    _prefetch_bucket(slots, bucket[j + PREFETCH_DISTANCE], bsize)
+                i = pending[j]
+                b = bucket[j]
+                k = np.uint64(keys[i])
+                if b < 0 or wave == MAX_WAVES:  # a reserved key, or a very long probe
+                    row = find_slot(slots, n_buckets, bsize, tomb, state, k, b)
+                else:
+                    row, _, empty = scan_bucket(slots, b * bsize, bsize, k, tomb)
+                    if row < 0 and not empty:
+                        b = next_bucket(b, n_buckets)
+                        _prefetch_bucket(slots, b, bsize)
+                        pending[left] = i
+                        bucket[left] = b
+                        left += 1
+                        continue
+                out_found[i] = row >= 0
+                if out_values.size > 0:
+                    out_values[i] = slots[max(row, 0), 1] if row >= 0 else default
+            m = left
+
+
 @njit(parallel=True, nogil=True, cache=True)
 def lookup(slots, n_buckets, bsize, seed, tomb, state, keys, default, out_values, out_found,
            nthreads):
     """For each key: ``out_found[i]`` and, if ``out_values`` is non-empty, its value bits
     (``default`` where absent)."""
     n = keys.size
-    want_values = out_values.size > 0
-    words = slots.shape[1]
     nchunks = 1 if n < _SERIAL_BELOW else 4 * nthreads
     chunk = (n + nchunks - 1) // nchunks
     for c in prange(nchunks):
-        start = c * chunk
-        stop = min(n, start + chunk)
-        ring = np.empty(PREFETCH_DISTANCE, np.int64)
-        for i in range(start, min(stop, start + PREFETCH_DISTANCE)):
-            ring[i & _RING_MASK] = bucket_of(keys[i], n_buckets, seed, tomb)
-        for i in range(start, stop):
-            b = ring[i & _RING_MASK]
-            ahead = i + PREFETCH_DISTANCE
-            if ahead < stop:
-                b_ahead = bucket_of(keys[ahead], n_buckets, seed, tomb)
-                ring[ahead & _RING_MASK] = b_ahead
-                if b_ahead >= 0:
-                    prefetch(slots, b_ahead * bsize * words)
-            row = find_slot(slots, n_buckets, bsize, tomb, state, keys[i], b)
-            out_found[i] = row >= 0
-            if want_values:
-                out_values[i] = slots[row, 1] if row >= 0 else default
+        _lookup_range(slots, n_buckets, bsize, seed, tomb, state, keys, default, out_values,
+                      out_found, min(n, c * chunk), min(n, (c + 1) * chunk))
 
 
 @njit(parallel=True, nogil=True, cache=True)
