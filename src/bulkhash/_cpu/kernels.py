@@ -54,10 +54,11 @@ from __future__ import annotations
 import numba
 import numpy as np
 from numba import njit, prange
+from numba.extending import overload
 from numba.cpython.unsafe.numbers import trailing_zeros
 
 from ..hashing import hash_key, home_bucket
-from ..probing import next_bucket
+from ..probing import BUCKET_BYTES, next_bucket
 from .intrinsics import (atomic_add, bits_to_f32, bits_to_f64, cas, f32_to_bits, f64_to_bits,
                          prefetch)
 
@@ -180,14 +181,17 @@ def special_row(key, n_slots):
 
 
 @njit(inline="always", cache=True, nogil=True)
-def scan_bucket(slots, base, bsize, key, tomb):
-    """Look at every slot of one bucket: (row of ``key`` or -1, first free row or -1, whether a
-    slot is empty).
+def scan_bucket(slots, base, key, tomb):
+    """Look at every slot of the bucket starting at row ``base``: (row of ``key`` or -1, first
+    free row or -1, whether a slot is empty)."""
+    word_bytes = np.iinfo(slots.dtype).bits // 8  # a constant: the compiler unrolls the loops
+    if slots.shape[1] == 2:
+        return _scan(slots, base, key, tomb, BUCKET_BYTES // (2 * word_bytes))
+    return _scan(slots, base, key, tomb, BUCKET_BYTES // word_bytes)
 
-    Branch-free on purpose (the compiler turns the selects into conditional moves): where a key
-    sits in its bucket is random, so a loop that exits on a match mispredicts for most keys, and
-    each misprediction also throws away the loads the CPU had started for the keys after it.
-    """
+
+@njit(inline="always", cache=True, nogil=True)
+def _scan(slots, base, key, tomb, bsize):
     match = np.int64(-1)
     free = np.int64(-1)
     empty = False
@@ -210,7 +214,7 @@ def find_slot(slots, n_buckets, bsize, tomb, state, key, bucket):
         return row if state[flag] != 0 else -1
     b = bucket
     for _ in range(n_buckets):
-        match, _, empty = scan_bucket(slots, b * bsize, bsize, k, tomb)
+        match, _, empty = scan_bucket(slots, b * bsize, k, tomb)
         if match >= 0:
             return match
         if empty:  # slots fill in probe order: the key cannot be further on
@@ -257,7 +261,7 @@ def _mutate_step(slots, bsize, tomb, key, value, b, free, allow_new, no_room, ac
     next bucket, remembering ``free``, the first free slot met so far or -1), or RESTART.
     """
     k = np.uint64(key)
-    match, bucket_free, empty = scan_bucket(slots, b * bsize, bsize, k, tomb)
+    match, bucket_free, empty = scan_bucket(slots, b * bsize, k, tomb)
     if action == ACTION_ERASE:
         if match >= 0:
             if slots.shape[1] > 1:
@@ -512,7 +516,7 @@ def _lookup_range(slots, n_buckets, bsize, seed, tomb, state, keys, default, out
                 if b < 0 or wave == MAX_WAVES:  # a reserved key, or a very long probe
                     row = find_slot(slots, n_buckets, bsize, tomb, state, k, b)
                 else:
-                    row, _, empty = scan_bucket(slots, b * bsize, bsize, k, tomb)
+                    row, _, empty = scan_bucket(slots, b * bsize, k, tomb)
                     if row < 0 and not empty:
                         b = next_bucket(b, n_buckets)
                         _prefetch_bucket(slots, b, bsize)
