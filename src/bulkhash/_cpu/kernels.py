@@ -54,7 +54,6 @@ from __future__ import annotations
 import numba
 import numpy as np
 from numba import njit, prange
-from numba.extending import overload
 from numba.cpython.unsafe.numbers import trailing_zeros
 
 from ..hashing import hash_key, home_bucket
@@ -192,6 +191,12 @@ def scan_bucket(slots, base, key, tomb):
 
 @njit(inline="always", cache=True, nogil=True)
 def _scan(slots, base, key, tomb, bsize):
+    """``scan_bucket`` for ``bsize`` slots per bucket (a compile-time constant there).
+
+    Branch-free on purpose (unrolled, the selects become conditional moves): where a key sits in
+    its bucket is random, so a loop that exits on a match mispredicts for most keys, and each
+    misprediction also throws away the loads the CPU had started for the keys after it.
+    """
     match = np.int64(-1)
     free = np.int64(-1)
     empty = False
