@@ -211,11 +211,11 @@ class KeyedTable:
 class ValuedTable(KeyedTable):
     """Base of the tables that keep a value per key (HashMap, Counter)."""
 
-    def _lookup_values(self, keys, default_word: int = 0):
-        """(values in the value dtype, found flags, scalar?) for user keys."""
+    def _lookup_values(self, keys, default_word: int = 0, want_found: bool = True):
+        """(values in the value dtype, found flags [empty unless wanted], scalar?) for user keys."""
         words, scalar = self._key_words(keys)
         with self._table.lock.reading():
-            value_words, found = self._table.lookup(words, default_word)
+            value_words, found = self._table.lookup(words, default_word, want_found=want_found)
         return self._value_codec.from_words(value_words), found, scalar
 
     def items(self) -> tuple[np.ndarray, np.ndarray]:

@@ -64,7 +64,7 @@ class Counter(ValuedTable):
 
     def get(self, keys):
         """Each key's count, 0 where absent."""
-        counts, _, scalar = self._lookup_values(keys)
+        counts, _, scalar = self._lookup_values(keys, want_found=False)
         return self._out(counts, scalar, keys)
 
     def most_common(self, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:

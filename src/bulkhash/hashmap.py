@@ -112,7 +112,7 @@ class HashMap(ValuedTable):
     def get(self, keys, default=0):
         """Each key's value, ``default`` where the key is absent."""
         default_word = int(self._value_words(default, 1, "default")[0])
-        values, _, scalar = self._lookup_values(keys, default_word)
+        values, _, scalar = self._lookup_values(keys, default_word, want_found=False)
         return self._out(values, scalar, keys)
 
     def for_each(self, fn: Callable[..., None], *args) -> None:

@@ -529,7 +529,8 @@ def _lookup_range(slots, n_buckets, bsize, seed, tomb, state, keys, default, out
                         bucket[left] = b
                         left += 1
                         continue
-                out_found[i] = row >= 0
+                if out_found.size > 0:
+                    out_found[i] = row >= 0
                 if out_values.size > 0:
                     out_values[i] = slots[max(row, 0), 1] if row >= 0 else default
             m = left
@@ -538,8 +539,8 @@ def _lookup_range(slots, n_buckets, bsize, seed, tomb, state, keys, default, out
 @njit(parallel=True, nogil=True, cache=True)
 def lookup(slots, n_buckets, bsize, seed, tomb, state, keys, default, out_values, out_found,
            nthreads):
-    """For each key: ``out_found[i]`` and, if ``out_values`` is non-empty, its value bits
-    (``default`` where absent)."""
+    """For each key: whether it is present (``out_found[i]``) and its value bits (``default``
+    where absent) into ``out_values[i]``; either output may be empty to skip it."""
     n = keys.size
     nchunks = 1 if n < _SERIAL_BELOW else 4 * nthreads
     chunk = (n + nchunks - 1) // nchunks
