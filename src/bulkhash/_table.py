@@ -221,8 +221,19 @@ class OpenTable:
             self.resize(self.capacity)
 
     def clear(self) -> None:
+        """Empty the table. Its own slot array is zeroed in place, on every thread: the memory
+        stays mapped, so the next fill does not fault 2 MiB pages back in one by one (about a
+        sixth of a 20M-key insert). A memory-mapped or read-only array is replaced instead."""
         generation = self.state[K.GENERATION]
-        self._allocate(self.capacity)
+        own = (type(self.slots) is np.ndarray and self.slots.flags.writeable
+               and self.slots.shape[0] == self._buckets_for(self.capacity) * self.bucket_size + 2)
+        if own:
+            with _kernel_gate():
+                K.zero_fill(self.slots, numba.get_num_threads())
+            self.state[:] = 0
+            self.state[K.CAPACITY] = self.capacity
+        else:
+            self._allocate(self.capacity)
         self.state[K.GENERATION] = generation + 1
 
     def copy(self) -> "OpenTable":

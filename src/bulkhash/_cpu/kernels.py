@@ -550,6 +550,16 @@ def lookup(slots, n_buckets, bsize, seed, tomb, state, keys, default, out_values
 
 
 @njit(parallel=True, nogil=True, cache=True)
+def zero_fill(slots, nthreads):
+    """``slots[...] = 0``, split between the threads (C-contiguous ``slots``)."""
+    flat = slots.reshape(-1)
+    n = flat.size
+    nchunks = 1 if n < _SERIAL_BELOW else 4 * nthreads
+    for c in prange(nchunks):
+        flat[c * n // nchunks:(c + 1) * n // nchunks] = 0
+
+
+@njit(parallel=True, nogil=True, cache=True)
 def collect(slots, n_buckets, bsize, tomb, state, out_keys, out_values, nthreads):
     """Copy every stored key (and value, if ``out_values`` is non-empty) out, in slot order with
     the reserved keys last. The outputs must hold exactly ``state[SIZE]`` entries."""
