@@ -29,6 +29,16 @@ def _insert_like_dict(m, ref, keys, values, mode):
         assert len(ref) == m.capacity
 
 
+def _crowded_fixed_table(rng, capacity, filled, universe_size):
+    """A fixed table at load 0.99 holding ``filled`` keys of a random universe, and its dict."""
+    universe = rng.choice(2**40, universe_size, replace=False).astype(np.uint64)
+    m = bulkhash.HashMap("uint64", "int64", capacity=capacity, growable=False,
+                         max_load_factor=0.99)
+    ref: dict = {}
+    _insert_like_dict(m, ref, universe[:filled], np.arange(filled, dtype=np.int64), "overwrite")
+    return m, ref, universe
+
+
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("mode", ["add", "keep", "overwrite"])
 def test_remembered_tombstones_taken_by_an_earlier_key(seed, mode):
@@ -37,10 +47,7 @@ def test_remembered_tombstones_taken_by_an_earlier_key(seed, mode):
     Crowd a table (load 0.99) with keys and tombstones, stay under the sweep threshold, and
     insert batches where every key repeats."""
     rng = np.random.default_rng(seed)
-    universe = rng.choice(2**40, 6000, replace=False).astype(np.uint64)
-    m = bulkhash.HashMap("uint64", "int64", capacity=5000, growable=False, max_load_factor=0.99)
-    ref: dict = {}
-    _insert_like_dict(m, ref, universe[:4500], np.arange(4500, dtype=np.int64), "overwrite")
+    m, ref, universe = _crowded_fixed_table(rng, 5000, 4500, 6000)
     for _ in range(4):
         gone = rng.choice(np.array(sorted(ref), np.uint64), len(ref) // 3, replace=False)
         np.testing.assert_array_equal(m.erase(gone), apply_erase(ref, gone))
@@ -54,10 +61,7 @@ def test_remembered_tombstones_taken_by_an_earlier_key(seed, mode):
 def test_large_batches_on_a_crowded_fixed_table(seed, mode):
     """Batches far above the parallel threshold, few distinct keys, a table at its limit."""
     rng = np.random.default_rng(seed)
-    universe = rng.choice(2**40, 600, replace=False).astype(np.uint64)
-    m = bulkhash.HashMap("uint64", "int64", capacity=500, growable=False, max_load_factor=0.99)
-    ref: dict = {}
-    _insert_like_dict(m, ref, universe[:480], np.arange(480, dtype=np.int64), "overwrite")
+    m, ref, universe = _crowded_fixed_table(rng, 500, 480, 600)
     for _ in range(3):
         gone = rng.choice(universe, 200)
         np.testing.assert_array_equal(m.erase(gone), apply_erase(ref, gone))

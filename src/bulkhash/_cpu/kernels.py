@@ -365,6 +365,16 @@ def _prefetch_bucket(slots, b, bsize):
 
 
 @njit(inline="always", cache=True, nogil=True)
+def _prefetch_ahead(slots, bucket, j, m, bsize):
+    """While at entry ``j`` of a wave's list of ``m`` probes, prefetch the bucket of the entry
+    PREFETCH_DISTANCE further on (a later wave's entries were prefetched when they were queued;
+    doing it again costs a cache hit)."""
+    ahead = j + PREFETCH_DISTANCE
+    if ahead < m:
+        _prefetch_bucket(slots, bucket[ahead], bsize)
+
+
+@njit(inline="always", cache=True, nogil=True)
 def _count(tally, code):
     """Count one final outcome in a tally row (column 0: how many saturated)."""
     tally[code & CODE_MASK] += 1
@@ -397,15 +407,14 @@ def _mutate_range(slots, n_buckets, bsize, seed, tomb, state, keys, values, acti
             m += (lo <= b) & (b < hi)
             if b < 0 and first:
                 outcome[i] = DEFERRED  # reserved keys: special rows, serial pass
-        for j in range(min(m, PREFETCH_DISTANCE)):
-            _prefetch_bucket(slots, bucket[j], bsize)
+        for j in range(-PREFETCH_DISTANCE, 0):  # the first keys' buckets
+            _prefetch_ahead(slots, bucket, j, m, bsize)
         for wave in range(MAX_WAVES + 1):
             if m == 0:
                 break
             left = 0
             for j in range(m):
-                if j + PREFETCH_DISTANCE < m:
-                    _prefetch_bucket(slots, bucket[j + PREFETCH_DISTANCE], bsize)
+                _prefetch_ahead(slots, bucket, j, m, bsize)
                 i = pending[j]
                 b = bucket[j]
                 value = values[i * vstride] if has_values else slots[0, 0]
@@ -506,15 +515,14 @@ def _lookup_range(slots, n_buckets, bsize, seed, tomb, state, keys, default, out
         for j in range(m):
             pending[j] = first + j
             bucket[j] = bucket_of(keys[first + j], n_buckets, seed, tomb)
-        for j in range(min(m, PREFETCH_DISTANCE)):
-            _prefetch_bucket(slots, bucket[j], bsize)
+        for j in range(-PREFETCH_DISTANCE, 0):  # the first keys' buckets
+            _prefetch_ahead(slots, bucket, j, m, bsize)
         for wave in range(MAX_WAVES + 1):
             if m == 0:
                 break
             left = 0
             for j in range(m):
-                if j + PREFETCH_DISTANCE < m:
-                    _prefetch_bucket(slots, bucket[j + PREFETCH_DISTANCE], bsize)
+                _prefetch_ahead(slots, bucket, j, m, bsize)
                 i = pending[j]
                 b = bucket[j]
                 k = np.uint64(keys[i])
