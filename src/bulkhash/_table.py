@@ -94,8 +94,12 @@ class OpenTable:
         self.n_buckets = self._buckets_for(capacity)
         self.capacity = capacity
         self.slots = aligned_zeros((self.n_slots + 2, self.words_per_slot), self.word)
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        """An empty table's state (its generation too: callers that keep refs bump it)."""
         self.state[:] = 0
-        self.state[K.CAPACITY] = capacity
+        self.state[K.CAPACITY] = self.capacity
 
     def adopt(self, slots: np.ndarray, state: np.ndarray, n_buckets: int, capacity: int) -> None:
         """Take over arrays restored by ``load`` (possibly memory-mapped)."""
@@ -225,13 +229,11 @@ class OpenTable:
         stays mapped, so the next fill does not fault 2 MiB pages back in one by one (about a
         sixth of a 20M-key insert). A memory-mapped or read-only array is replaced instead."""
         generation = self.state[K.GENERATION]
-        own = (type(self.slots) is np.ndarray and self.slots.flags.writeable
-               and self.slots.shape[0] == self._buckets_for(self.capacity) * self.bucket_size + 2)
-        if own:
+        own = type(self.slots) is np.ndarray and self.slots.flags.writeable
+        if own and self.n_buckets == self._buckets_for(self.capacity):
             with _kernel_gate():
                 K.zero_fill(self.slots, numba.get_num_threads())
-            self.state[:] = 0
-            self.state[K.CAPACITY] = self.capacity
+            self._reset_state()
         else:
             self._allocate(self.capacity)
         self.state[K.GENERATION] = generation + 1
