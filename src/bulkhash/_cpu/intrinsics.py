@@ -7,7 +7,12 @@
 * ``cas(arr, i, expected, new)``: an atomic compare-and-swap on ``arr[i]`` returning the old value.
   Refs use it, because a user's own ``prange`` loop may insert from several threads at once.
 * ``atomic_add(arr, i, v)``: an atomic fetch-add returning the old value (refs' size counter).
-* ``load_relaxed(arr, i)`` / bit casts between unsigned words and floats.
+* ``line_equal_mask(arr, i, value)``: one vector compare of the 64 bytes starting at ``arr[i]``
+  against ``value``: a bitmask with bit ``j`` set where ``arr[i + j] == value``. The bucket scan
+  is three of these on one cache line (LLVM loads the line once): a match, an empty slot, a
+  tombstone -- a handful of instructions whatever the number of slots in the bucket, where a
+  slot-by-slot loop costs four per slot.
+* bit casts between unsigned words and floats.
 
 All of them take (1-D or flat-indexed) NumPy arrays and an integer index, so callers never see raw
 pointers.
@@ -43,6 +48,41 @@ def prefetch(typingctx, arr, index):
         # rw=0 (read), locality=3 (keep in every cache level), cache type=1 (data)
         builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
         return context.get_dummy_value()
+
+    return sig, codegen
+
+
+#: Bytes ``line_equal_mask`` compares: one cache line, one bucket.
+LINE_BYTES = 64
+
+
+@intrinsic
+def line_equal_mask(typingctx, arr, index, value):
+    """Bitmask (uint64) of which of the ``64 // itemsize`` words starting at ``arr.flat[index]``
+    equal ``value`` (cast to the array's unsigned word type). The words must be in bounds."""
+    if (not isinstance(arr, types.Array) or not isinstance(arr.dtype, types.Integer)
+            or arr.dtype.signed or not isinstance(index, types.Integer)
+            or not isinstance(value, types.Integer)):
+        return None
+    bits = arr.dtype.bitwidth
+    lanes = LINE_BYTES * 8 // bits
+    sig = types.uint64(arr, index, value)
+
+    def codegen(context, builder, signature, args):
+        word = ir.IntType(bits)
+        vector = ir.VectorType(word, lanes)
+        ptr = _element_pointer(context, builder, arr, args[0], args[1])
+        # Element alignment only: a bucket is line-aligned, but the caller need not promise it.
+        line = builder.load(builder.bitcast(ptr, vector.as_pointer()), align=bits // 8)
+        v = args[2]
+        v = builder.trunc(v, word) if v.type.width > bits else builder.zext(v, word) \
+            if v.type.width < bits else v
+        splat = builder.insert_element(ir.Constant(vector, ir.Undefined), v, ir.IntType(32)(0))
+        splat = builder.shuffle_vector(splat, ir.Constant(vector, ir.Undefined),
+                                       ir.Constant(ir.VectorType(ir.IntType(32), lanes),
+                                                   [0] * lanes))
+        equal = builder.icmp_unsigned("==", line, splat)
+        return builder.zext(builder.bitcast(equal, ir.IntType(lanes)), ir.IntType(64))
 
     return sig, codegen
 

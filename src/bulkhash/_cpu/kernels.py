@@ -58,8 +58,8 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 
 from ..hashing import hash_key, home_bucket
 from ..probing import BUCKET_BYTES, next_bucket
-from .intrinsics import (atomic_add, bits_to_f32, bits_to_f64, cas, f32_to_bits, f64_to_bits,
-                         prefetch)
+from .intrinsics import (LINE_BYTES, atomic_add, bits_to_f32, bits_to_f64, cas, f32_to_bits,
+                         f64_to_bits, line_equal_mask, prefetch)
 
 # --- per-key outcome codes (uint8) ---------------------------------------------------------------
 NEW = 1  # key was absent and is now stored
@@ -182,37 +182,32 @@ def special_row(key, n_slots):
 @njit(inline="always", cache=True, nogil=True)
 def scan_bucket(slots, base, key, tomb):
     """Look at every slot of the bucket starting at row ``base``: (row of ``key`` or -1, first
-    free row or -1, whether a slot is empty)."""
-    word_bytes = np.iinfo(slots.dtype).bits // 8  # a constant: the compiler unrolls the loops
-    if slots.shape[1] == 2:
-        return _scan(slots, base, key, tomb, BUCKET_BYTES // (2 * word_bytes))
-    return _scan(slots, base, key, tomb, BUCKET_BYTES // word_bytes)
+    free row or -1, whether a slot is empty).
 
-
-@njit(inline="always", cache=True, nogil=True)
-def _scan(slots, base, key, tomb, bsize):
-    """``scan_bucket`` for ``bsize`` slots per bucket (a compile-time constant there).
-
-    Branch-free on purpose (unrolled, the selects become conditional moves): where a key sits in
-    its bucket is random, so a loop that exits on a match mispredicts for most keys, and each
-    misprediction also throws away the loads the CPU had started for the keys after it.
-
-    Rows are indexed by an unsigned number: Numba wraps a negative *signed* index around
-    (``i + len``), which costs four instructions per load and keeps LLVM from folding the
-    unrolled rows into one base address -- 12% of a lookup's time, measured. Rows are never
-    negative here.
+    One vector compare per question over the bucket's cache line, like SwissTable's group match
+    but on the keys themselves (with 4-16 slots in a line, the keys *are* the control group):
+    word ``w`` of the line belongs to slot ``w // words_per_slot``, and only key words count
+    (``_KEY_WORDS``). Branch-free on purpose: where a key sits in its bucket is random, so a loop
+    that exits on a match mispredicts for most keys, and each misprediction also throws away the
+    loads the CPU had started for the keys after it.
     """
-    first_row = np.uint64(base)
-    match = np.int64(-1)
-    free = np.int64(-1)
-    empty = False
-    for j in range(bsize):
-        w = np.uint64(slots[first_row + np.uint64(j), 0])
-        match = base + j if w == key else match
-        is_empty = w == 0
-        free = base + j if (free < 0) & (is_empty | (w == tomb)) else free
-        empty |= is_empty
-    return match, free, empty
+    words = slots.shape[1]
+    first_word = np.uint64(base) * np.uint64(words)
+    key_words = _MAP_KEY_WORDS if words == 2 else _SET_KEY_WORDS
+    match = line_equal_mask(slots, first_word, key) & key_words
+    empty = line_equal_mask(slots, first_word, 0) & key_words
+    free = empty | (line_equal_mask(slots, first_word, tomb) & key_words)
+    to_slot = words - 1  # word index -> slot index: a shift by 0 (sets) or 1 (maps)
+    row = base + np.int64(trailing_zeros(match) >> to_slot) if match != 0 else np.int64(-1)
+    free_row = base + np.int64(trailing_zeros(free) >> to_slot) if free != 0 else np.int64(-1)
+    return row, free_row, empty != 0
+
+
+# Which words of a bucket's line are key words (bits past the line's 8 or 16 words are never set):
+# in a set every word, in a map the even ones (key, value, key, value, ...).
+_SET_KEY_WORDS = np.uint64(0xFFFF)
+_MAP_KEY_WORDS = np.uint64(0x5555)
+assert BUCKET_BYTES == LINE_BYTES, "a bucket is the line line_equal_mask compares"
 
 
 @njit(inline="always", cache=True, nogil=True)
