@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import literally, njit, prange
 from numba.cpython.unsafe.numbers import trailing_zeros
 
 from ..hashing import hash_key, home_bucket
@@ -182,16 +182,26 @@ def special_row(key, n_slots):
 @njit(inline="always", cache=True, nogil=True)
 def scan_bucket(slots, base, key, tomb):
     """Look at every slot of the bucket starting at row ``base``: (row of ``key`` or -1, first
-    free row or -1, whether a slot is empty).
+    free row or -1, whether a slot is empty). See ``scan_line``."""
+    return scan_line(slots, slots.shape[1], base, key, tomb)
+
+
+@njit(inline="always", cache=True, nogil=True)
+def scan_line(slots, words, base, key, tomb):
+    """``scan_bucket`` for a table of ``words`` words per slot (``slots.shape[1]``; a constant
+    where the caller compiles the layout in, as ``lookup`` does).
 
     One vector compare per question over the bucket's cache line, like SwissTable's group match
     but on the keys themselves (with 4-16 slots in a line, the keys *are* the control group):
-    word ``w`` of the line belongs to slot ``w // words_per_slot``, and only key words count
-    (``_KEY_WORDS``). Branch-free on purpose: where a key sits in its bucket is random, so a loop
-    that exits on a match mispredicts for most keys, and each misprediction also throws away the
-    loads the CPU had started for the keys after it.
+    word ``w`` of the line belongs to slot ``w // words``, and only key words count
+    (``_MAP_KEY_WORDS`` / ``_SET_KEY_WORDS``). Branch-free on purpose: where a key sits in its
+    bucket is random, so a loop that exits on a match mispredicts for most keys, and each
+    misprediction also throws away the loads the CPU had started for the keys after it.
+
+    Row and word indices into ``slots`` are unsigned here and in the probes: Numba wraps a
+    negative *signed* index around (``i + len``), a few instructions more on every load that also
+    keep LLVM from folding addresses (12% of a lookup, measured). They are never negative.
     """
-    words = slots.shape[1]
     first_word = np.uint64(base) * np.uint64(words)
     key_words = _MAP_KEY_WORDS if words == 2 else _SET_KEY_WORDS
     match = line_equal_mask(slots, first_word, key) & key_words
@@ -355,21 +365,23 @@ def _mutate_one(slots, n_buckets, bsize, tomb, state, key, value, bucket, hi, wr
 # whole wave's time to arrive. Most blocks need two or three waves; after MAX_WAVES the few keys
 # left finish one at a time.
 #
-# The helpers these loops call take scalars and the table's arrays, never the thread-local lists
-# (``pending``, ``bucket``, ``free``). Numba hands a locally allocated array to a called or
-# inlined function with a reference-count increment and decrement: two ``lock``-prefixed
-# instructions per key, and on x86 each is a full fence that keeps the next key's loads from
-# overlapping this key's cache miss. One such helper halved the lookup rate (31 -> 70 M/s
-# without it, 20M keys, 2 threads).
+# The helpers these loops call per key take scalars and the table's arrays, never the
+# thread-local lists (``pending``, ``bucket``, ``free``), and never branch on an array they are
+# given. Where Numba cannot prove an inlined helper's use of an array balanced, it brackets the
+# call with a reference-count increment and decrement: two ``lock``-prefixed instructions per
+# key, and on x86 each is a full fence that keeps the next key's loads from overlapping this
+# key's cache miss. One such helper halved the lookup rate (31 -> 70 M/s without it, 20M keys,
+# 2 threads). ``inspect_asm()`` of a kernel shows any ``NRT_incref`` that creeps back in.
 
 BLOCK = 1024  # keys per wave block: its lists are 16 KiB, well inside L1 + L2
 MAX_WAVES = 8
 
 
 @njit(inline="always", cache=True, nogil=True)
-def _prefetch_bucket(slots, b, bsize):
+def _prefetch_bucket(slots, b, bucket_words):
+    """Prefetch bucket ``b`` (``bucket_words``: words per bucket); nothing for ``b < 0``."""
     if b >= 0:
-        prefetch(slots, b * bsize * slots.shape[1])
+        prefetch(slots, b * bucket_words)
 
 
 @njit(inline="always", cache=True, nogil=True)
@@ -391,6 +403,7 @@ def _mutate_range(slots, n_buckets, bsize, seed, tomb, state, keys, values, acti
     vstride = 1 if values.size == n else 0
     added = 0
     tomb_delta = 0
+    bucket_words = bsize * slots.shape[1]
     pending = np.empty(BLOCK, np.int64)  # key index
     bucket = np.empty(BLOCK, np.int64)  # the bucket its probe looks at next
     free = np.empty(BLOCK, np.int64)  # first free slot its probe met, or -1
@@ -406,14 +419,14 @@ def _mutate_range(slots, n_buckets, bsize, seed, tomb, state, keys, values, acti
             if b < 0 and first:
                 outcome[i] = DEFERRED  # reserved keys: special rows, serial pass
         for j in range(min(m, PREFETCH_DISTANCE)):  # the first keys' buckets
-            _prefetch_bucket(slots, bucket[j], bsize)
+            _prefetch_bucket(slots, bucket[j], bucket_words)
         for wave in range(MAX_WAVES + 1):
             if m == 0:
                 break
             left = 0
             for j in range(m):
                 if j + PREFETCH_DISTANCE < m:  # (later waves' entries: already fetched, a hit)
-                    _prefetch_bucket(slots, bucket[j + PREFETCH_DISTANCE], bsize)
+                    _prefetch_bucket(slots, bucket[j + PREFETCH_DISTANCE], bucket_words)
                 i = pending[j]
                 b = bucket[j]
                 value = values[i * vstride] if has_values else slots[0, 0]
@@ -434,7 +447,7 @@ def _mutate_range(slots, n_buckets, bsize, seed, tomb, state, keys, values, acti
                     if b == hi:
                         code = DEFERRED
                     else:
-                        _prefetch_bucket(slots, b, bsize)
+                        _prefetch_bucket(slots, b, bucket_words)
                         pending[left] = i
                         bucket[left] = b
                         free[left] = f
@@ -504,61 +517,95 @@ def mutate(slots, n_buckets, bsize, seed, tomb, state, keys, values, action, op,
 
 
 @njit(cache=True, nogil=True)
-def _lookup_blocks(slots, n_buckets, bsize, seed, tomb, state, keys, default, out_values,
+def _lookup_blocks(slots, words, n_buckets, seed, tomb, state, keys, default, out_values,
                    out_found, part, parts):
     """``lookup`` of the keys in blocks ``part, part + parts, part + 2 * parts, ...``, in waves.
+
+    ``words`` (words per slot) must be a literal: Numba compiles this function once per layout,
+    so the bucket geometry is a constant and a bucket's address a shift of its number rather
+    than a multiply on the critical path of every probe (7% of a lookup, measured).
 
     Interleaved blocks rather than one contiguous range per part: keys inserted late in a batch
     are the ones more often pushed out of their home bucket, so when the lookup keys come in
     insertion order the end of the array costs more, and contiguous ranges would leave one
     thread idle while the other finishes the expensive end (20% of a lookup, measured)."""
+    words = literally(words)
+    bsize = LINE_BYTES * 8 // (np.iinfo(slots.dtype).bits * words)  # slots per bucket
+    bucket_words = bsize * words
     n = keys.size
     pending = np.empty(BLOCK, np.int64)  # key index
     bucket = np.empty(BLOCK, np.int64)  # the bucket its probe looks at next
     for first in range(part * BLOCK, n, parts * BLOCK):
-        m = min(n, first + BLOCK) - first
-        for j in range(m):
-            pending[j] = first + j
-            bucket[j] = bucket_of(keys[first + j], n_buckets, seed, tomb)
+        stop = min(n, first + BLOCK)
+        m = 0  # the block's keys, reserved words left out without a branch
+        for i in range(first, stop):
+            b = bucket_of(keys[i], n_buckets, seed, tomb)
+            pending[m] = i
+            bucket[m] = b
+            m += b >= 0
+        reserved = m < stop - first
         for j in range(min(m, PREFETCH_DISTANCE)):  # the first keys' buckets
-            _prefetch_bucket(slots, bucket[j], bsize)
-        for wave in range(MAX_WAVES + 1):
-            if m == 0:
-                break
+            _prefetch_bucket(slots, bucket[j], bucket_words)
+        for wave in range(MAX_WAVES):
             left = 0
             for j in range(m):
                 if j + PREFETCH_DISTANCE < m:  # (later waves' entries: already fetched, a hit)
-                    _prefetch_bucket(slots, bucket[j + PREFETCH_DISTANCE], bsize)
-                i = pending[j]
+                    _prefetch_bucket(slots, bucket[j + PREFETCH_DISTANCE], bucket_words)
+                i = np.uint64(pending[j])  # (unsigned: see scan_line)
                 b = bucket[j]
-                k = np.uint64(keys[i])
-                if b < 0 or wave == MAX_WAVES:  # a reserved key, or a very long probe
-                    row = find_slot(slots, n_buckets, bsize, tomb, state, k, b)
-                else:
-                    row, _, empty = scan_bucket(slots, b * bsize, k, tomb)
-                    if row < 0 and not empty:
-                        b = next_bucket(b, n_buckets)
-                        _prefetch_bucket(slots, b, bsize)
-                        pending[left] = i
-                        bucket[left] = b
-                        left += 1
-                        continue
+                row, _, empty = scan_line(slots, words, b * bsize, np.uint64(keys[i]), tomb)
+                if row < 0 and not empty:
+                    b = next_bucket(b, n_buckets)
+                    _prefetch_bucket(slots, b, bucket_words)
+                    pending[left] = i
+                    bucket[left] = b
+                    left += 1
+                    continue
+                # _answer, written out: an inlined helper that takes the output arrays and
+                # branches costs a reference-count pair on them per key (see the note above)
                 if out_found.size > 0:
                     out_found[i] = row >= 0
-                if out_values.size > 0:  # (an unsigned row: see _scan)
+                if out_values.size > 0:
                     out_values[i] = slots[np.uint64(max(row, 0)), 1] if row >= 0 else default
             m = left
+            if m == 0:
+                break
+        # The rare keys kept out of the waves' loops (so that those stay small): probes longer
+        # than MAX_WAVES buckets, then the reserved key words, which live in special rows.
+        for j in range(m):
+            i = pending[j]
+            row = find_slot(slots, n_buckets, bsize, tomb, state, keys[i], bucket[j])
+            _answer(slots, row, default, out_values, out_found, i)
+        if reserved:
+            for i in range(first, stop):
+                if bucket_of(keys[i], n_buckets, seed, tomb) < 0:
+                    row = find_slot(slots, n_buckets, bsize, tomb, state, keys[i], -1)
+                    _answer(slots, row, default, out_values, out_found, i)
+
+
+@njit(inline="always", cache=True, nogil=True)
+def _answer(slots, row, default, out_values, out_found, i):
+    """Write key ``i``'s lookup result (``row``: where it is, or -1) into the wanted outputs."""
+    if out_found.size > 0:
+        out_found[i] = row >= 0
+    if out_values.size > 0:  # (an unsigned row index: see scan_line)
+        out_values[i] = slots[np.uint64(max(row, 0)), 1] if row >= 0 else default
 
 
 @njit(parallel=True, nogil=True, cache=True)
 def lookup(slots, n_buckets, bsize, seed, tomb, state, keys, default, out_values, out_found,
            nthreads):
     """For each key: whether it is present (``out_found[i]``) and its value bits (``default``
-    where absent) into ``out_values[i]``; either output may be empty to skip it."""
+    where absent) into ``out_values[i]``; either output may be empty to skip it. (``bsize`` is
+    not read: the bucket geometry is compiled in per layout, see ``_lookup_blocks``.)"""
     parts = 1 if keys.size < _SERIAL_BELOW else nthreads
     for part in prange(parts):
-        _lookup_blocks(slots, n_buckets, bsize, seed, tomb, state, keys, default, out_values,
-                       out_found, part, parts)
+        if slots.shape[1] == 2:
+            _lookup_blocks(slots, 2, n_buckets, seed, tomb, state, keys, default, out_values,
+                           out_found, part, parts)
+        else:
+            _lookup_blocks(slots, 1, n_buckets, seed, tomb, state, keys, default, out_values,
+                           out_found, part, parts)
 
 
 @njit(parallel=True, nogil=True, cache=True)
