@@ -87,3 +87,37 @@ def test_high_load_lookup_and_erase(load):
     gone = probe[: n // 2]
     np.testing.assert_array_equal(m.erase(gone), apply_erase(ref, gone))
     assert_map_equals(m, {k: np.uint64(v) for k, v in ref.items()})
+
+
+@pytest.mark.parametrize("key_dtype,value_dtype", [("uint64", "uint64"), ("uint32", "int32"),
+                                                   ("int64", None), ("uint32", None)])
+def test_lookup_over_many_stripes_with_reserved_keys(key_dtype, value_dtype):
+    """A lookup batch several stripes long per thread (``kernels.STRIPE``), on a crowded table,
+    with the two reserved key words (0 and all-ones) present, absent keys, and long probes mixed
+    in: every answer checked against a dict / set."""
+    from bulkhash._cpu.kernels import STRIPE
+
+    rng = np.random.default_rng(3)
+    info = np.iinfo(key_dtype)
+    stored = np.unique(rng.integers(info.min, info.max, 4000, dtype=key_dtype, endpoint=True))
+    all_ones = np.array(-1).astype(key_dtype)  # the all-ones word, whatever the signedness
+    stored = np.unique(np.concatenate([stored, np.array([0], key_dtype), [all_ones]]))
+    absent = rng.integers(info.min, info.max, 4000, dtype=key_dtype, endpoint=True)
+    probe = rng.choice(np.concatenate([stored, absent]), 5 * STRIPE)
+    if value_dtype is None:
+        table = bulkhash.HashSet(key_dtype, capacity=stored.size, growable=False,
+                                 max_load_factor=0.97)
+        table.add(stored)
+        expected = np.isin(probe, stored)
+        np.testing.assert_array_equal(table.contains(probe), expected)
+        return
+    table = bulkhash.HashMap(key_dtype, value_dtype, capacity=stored.size, growable=False,
+                             max_load_factor=0.97)
+    values = rng.integers(-100, 100, stored.size).astype(value_dtype)
+    table.insert(stored, values)
+    ref = dict(zip(stored.tolist(), values.tolist()))
+    got, found = table.find(probe)
+    np.testing.assert_array_equal(found, [k in ref for k in probe.tolist()])
+    np.testing.assert_array_equal(got[found], [ref[k] for k in probe[found].tolist()])
+    np.testing.assert_array_equal(table.get(probe, default=7),
+                                  [ref.get(k, 7) for k in probe.tolist()])
