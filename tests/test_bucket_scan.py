@@ -18,8 +18,8 @@ def _mask(arr, index, value):
 
 
 @njit(cache=False)
-def _scan(slots, base, key, tomb):
-    return scan_bucket(slots, base, key, tomb)
+def _scan(slots, b, key, tomb):
+    return scan_bucket(slots, b, key, tomb)
 
 
 def _reference_scan(slots, base, key, tomb, per_bucket):
@@ -66,5 +66,5 @@ def test_scan_bucket_agrees_with_a_slot_by_slot_scan(dtype, words_per_slot):
     for b in range(n_buckets):
         base = b * per_bucket
         for key in (1, 3, 5, 9):
-            got = _scan(slots, base, dtype(key), dtype(tomb))
+            got = _scan(slots, b, dtype(key), dtype(tomb))
             assert got == _reference_scan(slots, base, key, tomb, per_bucket), (b, key)

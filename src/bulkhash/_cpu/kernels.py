@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import literally, njit, prange
+from numba import njit, prange
 from numba.cpython.unsafe.numbers import trailing_zeros
 
 from ..hashing import hash_key, home_bucket
@@ -181,37 +181,41 @@ def special_row(key, n_slots):
 
 
 @njit(inline="always", cache=True, nogil=True)
-def scan_bucket(slots, base, key, tomb):
-    """Look at every slot of the bucket starting at row ``base``: (row of ``key`` or -1, first
-    free row or -1, whether a slot is empty). See ``scan_line``."""
-    return scan_line(slots, slots.shape[1], base, key, tomb)
-
-
-@njit(inline="always", cache=True, nogil=True)
-def scan_line(slots, words, base, key, tomb):
-    """``scan_bucket`` for a table of ``words`` words per slot (``slots.shape[1]``; a constant
-    where the caller compiles the layout in, as ``lookup`` does).
+def scan_bucket(slots, b, key, tomb):
+    """Look at every slot of bucket ``b``: (row of ``key`` or -1, first free row or -1, whether
+    a slot is empty).
 
     One vector compare per question over the bucket's cache line, like SwissTable's group match
     but on the keys themselves (with 4-16 slots in a line, the keys *are* the control group):
-    word ``w`` of the line belongs to slot ``w // words``, and only key words count
+    word ``w`` of the line belongs to slot ``w // words_per_slot``, and only key words count
     (``_MAP_KEY_WORDS`` / ``_SET_KEY_WORDS``). Branch-free on purpose: where a key sits in its
     bucket is random, so a loop that exits on a match mispredicts for most keys, and each
     misprediction also throws away the loads the CPU had started for the keys after it.
 
-    Row and word indices into ``slots`` are unsigned here and in the probes: Numba wraps a
-    negative *signed* index around (``i + len``), a few instructions more on every load that also
-    keep LLVM from folding addresses (12% of a lookup, measured). They are never negative.
+    The line's address depends only on the word size, a compile-time constant (a bucket is one
+    line whatever the slot width), so it is a shift of ``b``, not a multiply on the critical path
+    of every probe (7% of a lookup, measured); rows come from word indices by a shift. Indices
+    into ``slots`` are unsigned here and in the probes: Numba wraps a negative *signed* index
+    around (``i + len``), a few instructions more on every load that also keep LLVM from folding
+    addresses (12% of a lookup, measured). They are never negative.
     """
-    first_word = np.uint64(base) * np.uint64(words)
+    words = slots.shape[1]
+    first_word = np.uint64(b) * np.uint64(_line_words(slots))
     key_words = _MAP_KEY_WORDS if words == 2 else _SET_KEY_WORDS
     match = line_equal_mask(slots, first_word, key) & key_words
     empty = line_equal_mask(slots, first_word, 0) & key_words
     free = empty | (line_equal_mask(slots, first_word, tomb) & key_words)
-    to_slot = words - 1  # word index -> slot index: a shift by 0 (sets) or 1 (maps)
-    row = base + np.int64(trailing_zeros(match) >> to_slot) if match != 0 else np.int64(-1)
-    free_row = base + np.int64(trailing_zeros(free) >> to_slot) if free != 0 else np.int64(-1)
+    to_row = np.uint64(words - 1)  # word index -> row: a shift by 0 (sets) or 1 (maps)
+    row = np.int64((first_word + trailing_zeros(match)) >> to_row) if match != 0 else np.int64(-1)
+    free_row = (np.int64((first_word + trailing_zeros(free)) >> to_row) if free != 0
+                else np.int64(-1))
     return row, free_row, empty != 0
+
+
+@njit(inline="always", cache=True, nogil=True)
+def _line_words(slots):
+    """Words in one bucket's cache line: 8 or 16, a constant for the array's word type."""
+    return LINE_BYTES * 8 // np.iinfo(slots.dtype).bits
 
 
 # Which words of a bucket's line are key words (bits past the line's 8 or 16 words are never set):
@@ -231,7 +235,7 @@ def find_slot(slots, n_buckets, bsize, tomb, state, key, bucket):
         return row if state[flag] != 0 else -1
     b = bucket
     for _ in range(n_buckets):
-        match, _, empty = scan_bucket(slots, b * bsize, k, tomb)
+        match, _, empty = scan_bucket(slots, b, k, tomb)
         if match >= 0:
             return match
         if empty:  # slots fill in probe order: the key cannot be further on
@@ -278,7 +282,7 @@ def _mutate_step(slots, bsize, tomb, key, value, b, free, allow_new, no_room, ac
     next bucket, remembering ``free``, the first free slot met so far or -1), or RESTART.
     """
     k = np.uint64(key)
-    match, bucket_free, empty = scan_bucket(slots, b * bsize, k, tomb)
+    match, bucket_free, empty = scan_bucket(slots, b, k, tomb)
     if action == ACTION_ERASE:
         if match >= 0:
             if slots.shape[1] > 1:
@@ -380,10 +384,10 @@ STRIPE = 256 * BLOCK  # lookup keys per stripe (see _lookup_stripes)
 
 
 @njit(inline="always", cache=True, nogil=True)
-def _prefetch_bucket(slots, b, bucket_words):
-    """Prefetch bucket ``b`` (``bucket_words``: words per bucket); nothing for ``b < 0``."""
+def _prefetch_bucket(slots, b):
+    """Prefetch bucket ``b``'s cache line; nothing for ``b < 0`` (a reserved key's)."""
     if b >= 0:
-        prefetch(slots, b * bucket_words)
+        prefetch(slots, b * _line_words(slots))
 
 
 @njit(inline="always", cache=True, nogil=True)
@@ -405,7 +409,6 @@ def _mutate_range(slots, n_buckets, bsize, seed, tomb, state, keys, values, acti
     vstride = 1 if values.size == n else 0
     added = 0
     tomb_delta = 0
-    bucket_words = bsize * slots.shape[1]
     pending = np.empty(BLOCK, np.int64)  # key index
     bucket = np.empty(BLOCK, np.int64)  # the bucket its probe looks at next
     free = np.empty(BLOCK, np.int64)  # first free slot its probe met, or -1
@@ -421,14 +424,14 @@ def _mutate_range(slots, n_buckets, bsize, seed, tomb, state, keys, values, acti
             if b < 0 and first:
                 outcome[i] = DEFERRED  # reserved keys: special rows, serial pass
         for j in range(min(m, PREFETCH_DISTANCE)):  # the first keys' buckets
-            _prefetch_bucket(slots, bucket[j], bucket_words)
+            _prefetch_bucket(slots, bucket[j])
         for wave in range(MAX_WAVES + 1):
             if m == 0:
                 break
             left = 0
             for j in range(m):
                 if j + PREFETCH_DISTANCE < m:  # (later waves' entries: already fetched, a hit)
-                    _prefetch_bucket(slots, bucket[j + PREFETCH_DISTANCE], bucket_words)
+                    _prefetch_bucket(slots, bucket[j + PREFETCH_DISTANCE])
                 i = pending[j]
                 b = bucket[j]
                 value = values[i * vstride] if has_values else slots[0, 0]
@@ -449,7 +452,7 @@ def _mutate_range(slots, n_buckets, bsize, seed, tomb, state, keys, values, acti
                     if b == hi:
                         code = DEFERRED
                     else:
-                        _prefetch_bucket(slots, b, bucket_words)
+                        _prefetch_bucket(slots, b)
                         pending[left] = i
                         bucket[left] = b
                         free[left] = f
@@ -519,14 +522,10 @@ def mutate(slots, n_buckets, bsize, seed, tomb, state, keys, values, action, op,
 
 
 @njit(cache=True, nogil=True)
-def _lookup_stripes(slots, words, n_buckets, seed, tomb, state, keys, default, out_values,
+def _lookup_stripes(slots, n_buckets, seed, tomb, state, keys, default, out_values,
                     out_found, part, parts):
     """``lookup`` of the keys in stripes ``part, part + parts, part + 2 * parts, ...``, probed
     block by block, in waves.
-
-    ``words`` (words per slot) must be a literal: Numba compiles this function once per layout,
-    so the bucket geometry is a constant and a bucket's address a shift of its number rather
-    than a multiply on the critical path of every probe (7% of a lookup, measured).
 
     Parts take interleaved stripes of ``STRIPE`` keys rather than one contiguous range each:
     keys inserted late in a batch are the ones more often pushed out of their home bucket, so
@@ -535,9 +534,7 @@ def _lookup_stripes(slots, words, n_buckets, seed, tomb, state, keys, default, o
     lookup, measured). Stripes rather than single blocks: a stripe's output (2 MB of uint64) is
     one transparent huge page, so two threads do not queue on the fault of the same fresh page
     (3-5% of a ``get``)."""
-    words = literally(words)
-    bsize = LINE_BYTES * 8 // (np.iinfo(slots.dtype).bits * words)  # slots per bucket
-    bucket_words = bsize * words
+    bsize = _line_words(slots) // slots.shape[1]  # slots per bucket
     n = keys.size
     pending = np.empty(BLOCK, np.int64)  # key index
     bucket = np.empty(BLOCK, np.int64)  # the bucket its probe looks at next
@@ -552,18 +549,18 @@ def _lookup_stripes(slots, words, n_buckets, seed, tomb, state, keys, default, o
                 m += b >= 0
             reserved = m < stop - first
             for j in range(min(m, PREFETCH_DISTANCE)):  # the first keys' buckets
-                _prefetch_bucket(slots, bucket[j], bucket_words)
+                _prefetch_bucket(slots, bucket[j])
             for wave in range(MAX_WAVES):
                 left = 0
                 for j in range(m):
                     if j + PREFETCH_DISTANCE < m:  # (a later wave's entry: fetched, a hit)
-                        _prefetch_bucket(slots, bucket[j + PREFETCH_DISTANCE], bucket_words)
-                    i = np.uint64(pending[j])  # (unsigned: see scan_line)
+                        _prefetch_bucket(slots, bucket[j + PREFETCH_DISTANCE])
+                    i = np.uint64(pending[j])  # (unsigned: see scan_bucket)
                     b = bucket[j]
-                    row, _, empty = scan_line(slots, words, b * bsize, np.uint64(keys[i]), tomb)
+                    row, _, empty = scan_bucket(slots, b, np.uint64(keys[i]), tomb)
                     if row < 0 and not empty:
                         b = next_bucket(b, n_buckets)
-                        _prefetch_bucket(slots, b, bucket_words)
+                        _prefetch_bucket(slots, b)
                         pending[left] = i
                         bucket[left] = b
                         left += 1
@@ -595,7 +592,7 @@ def _answer(slots, row, default, out_values, out_found, i):
     """Write key ``i``'s lookup result (``row``: where it is, or -1) into the wanted outputs."""
     if out_found.size > 0:
         out_found[i] = row >= 0
-    if out_values.size > 0:  # (an unsigned row index: see scan_line)
+    if out_values.size > 0:  # (an unsigned row index: see scan_bucket)
         out_values[i] = slots[np.uint64(max(row, 0)), 1] if row >= 0 else default
 
 
@@ -603,16 +600,12 @@ def _answer(slots, row, default, out_values, out_found, i):
 def lookup(slots, n_buckets, bsize, seed, tomb, state, keys, default, out_values, out_found,
            nthreads):
     """For each key: whether it is present (``out_found[i]``) and its value bits (``default``
-    where absent) into ``out_values[i]``; either output may be empty to skip it. (``bsize`` is
-    not read: the bucket geometry is compiled in per layout, see ``_lookup_stripes``.)"""
+    where absent) into ``out_values[i]``; either output may be empty to skip it. (``bsize``,
+    slots per bucket, is not read: it follows from the array's word type and width.)"""
     parts = 1 if keys.size < _SERIAL_BELOW else nthreads
     for part in prange(parts):
-        if slots.shape[1] == 2:
-            _lookup_stripes(slots, 2, n_buckets, seed, tomb, state, keys, default, out_values,
-                            out_found, part, parts)
-        else:
-            _lookup_stripes(slots, 1, n_buckets, seed, tomb, state, keys, default, out_values,
-                            out_found, part, parts)
+        _lookup_stripes(slots, n_buckets, seed, tomb, state, keys, default, out_values,
+                        out_found, part, parts)
 
 
 @njit(parallel=True, nogil=True, cache=True)
