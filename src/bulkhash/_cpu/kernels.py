@@ -541,13 +541,16 @@ def _lookup_stripes(slots, n_buckets, seed, tomb, state, keys, default, out_valu
     for stripe in range(part * STRIPE, n, parts * STRIPE):
         for first in range(stripe, min(n, stripe + STRIPE), BLOCK):
             stop = min(n, first + BLOCK)
-            m = 0  # the block's keys, reserved words left out without a branch
-            for i in range(first, stop):
-                b = bucket_of(keys[i], n_buckets, seed, tomb)
-                pending[m] = i
-                bucket[m] = b
-                m += b >= 0
-            reserved = m < stop - first
+            m = stop - first
+            reserved = 0
+            # Every key of the block, the two reserved words too: they go through the waves
+            # like any key (matching an empty slot or a tombstone) and are answered again,
+            # properly, below. A loop without branches or a running index vectorizes.
+            for j in range(m):
+                k = np.uint64(keys[first + j])
+                pending[j] = first + j
+                bucket[j] = home_bucket(hash_key(k, seed), n_buckets)
+                reserved += (k == 0) | (k == tomb)
             for j in range(min(m, PREFETCH_DISTANCE)):  # the first keys' buckets
                 _prefetch_bucket(slots, bucket[j])
             for wave in range(MAX_WAVES):
@@ -580,7 +583,7 @@ def _lookup_stripes(slots, n_buckets, seed, tomb, state, keys, default, out_valu
                 i = pending[j]
                 row = find_slot(slots, n_buckets, bsize, tomb, state, keys[i], bucket[j])
                 _answer(slots, row, default, out_values, out_found, i)
-            if reserved:
+            if reserved > 0:
                 for i in range(first, stop):
                     if bucket_of(keys[i], n_buckets, seed, tomb) < 0:
                         row = find_slot(slots, n_buckets, bsize, tomb, state, keys[i], -1)
