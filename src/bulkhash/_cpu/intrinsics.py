@@ -75,8 +75,10 @@ def line_equal_mask(typingctx, arr, index, value):
         # Element alignment only: a bucket is line-aligned, but the caller need not promise it.
         line = builder.load(builder.bitcast(ptr, vector.as_pointer()), align=bits // 8)
         v = args[2]
-        v = builder.trunc(v, word) if v.type.width > bits else builder.zext(v, word) \
-            if v.type.width < bits else v
+        if v.type.width > bits:
+            v = builder.trunc(v, word)
+        elif v.type.width < bits:
+            v = builder.zext(v, word)
         splat = builder.insert_element(ir.Constant(vector, ir.Undefined), v, ir.IntType(32)(0))
         splat = builder.shuffle_vector(splat, ir.Constant(vector, ir.Undefined),
                                        ir.Constant(ir.VectorType(ir.IntType(32), lanes),

@@ -522,7 +522,7 @@ def mutate(slots, n_buckets, bsize, seed, tomb, state, keys, values, action, op,
 
 
 @njit(cache=True, nogil=True)
-def _lookup_stripes(slots, n_buckets, seed, tomb, state, keys, default, out_values,
+def _lookup_stripes(slots, n_buckets, bsize, seed, tomb, state, keys, default, out_values,
                     out_found, part, parts):
     """``lookup`` of the keys in stripes ``part, part + parts, part + 2 * parts, ...``, probed
     block by block, in waves.
@@ -534,7 +534,6 @@ def _lookup_stripes(slots, n_buckets, seed, tomb, state, keys, default, out_valu
     lookup, measured). Stripes rather than single blocks: a stripe's output (2 MB of uint64) is
     one transparent huge page, so two threads do not queue on the fault of the same fresh page
     (3-5% of a ``get``)."""
-    bsize = _line_words(slots) // slots.shape[1]  # slots per bucket
     n = keys.size
     pending = np.empty(BLOCK, np.int64)  # key index
     bucket = np.empty(BLOCK, np.int64)  # the bucket its probe looks at next
@@ -603,11 +602,10 @@ def _answer(slots, row, default, out_values, out_found, i):
 def lookup(slots, n_buckets, bsize, seed, tomb, state, keys, default, out_values, out_found,
            nthreads):
     """For each key: whether it is present (``out_found[i]``) and its value bits (``default``
-    where absent) into ``out_values[i]``; either output may be empty to skip it. (``bsize``,
-    slots per bucket, is not read: it follows from the array's word type and width.)"""
+    where absent) into ``out_values[i]``; either output may be empty to skip it."""
     parts = 1 if keys.size < _SERIAL_BELOW else nthreads
     for part in prange(parts):
-        _lookup_stripes(slots, n_buckets, seed, tomb, state, keys, default, out_values,
+        _lookup_stripes(slots, n_buckets, bsize, seed, tomb, state, keys, default, out_values,
                         out_found, part, parts)
 
 
