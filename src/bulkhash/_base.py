@@ -17,37 +17,55 @@ from ._table import (DEFAULT_MAX_LOAD_FACTOR, OpenTable, check_capacity, check_m
 from .hashing import DEFAULT_SEED
 from .status import InsertResult, Status, TableFullError
 
-_DEVICES = ("cpu",)
+_DEVICES = ("cpu", "cuda")
 
 
 def check_device(device: str) -> str:
-    if device == "cuda":
-        raise ValueError("device='cuda': this build of bulkhash has no CUDA backend yet; use "
-                         "device='cpu'")
     if device not in _DEVICES:
-        raise ValueError(f"device={device!r} is not known; use device='cpu'")
+        raise ValueError(f"device={device!r} is not known; use device='cpu' or device='cuda'")
     return device
 
 
-def status_flags(outcome: np.ndarray) -> np.ndarray:
-    """Per-key ``Status`` flags (uint16) from kernel outcome bytes."""
+def make_backend(device: str, group_size):
+    """The backend for ``device`` (the CUDA one is imported only when asked for)."""
+    if device == "cpu":
+        if group_size is not None:
+            raise ValueError(f"group_size={group_size!r} applies to device='cuda' tables only "
+                             "(lanes of a warp that probe one key together); leave it out")
+        return None
+    from ._cuda import cuda_backend
+
+    return cuda_backend(group_size)
+
+
+def _flag_table() -> np.ndarray:
     table = np.zeros(256, np.uint16)
     for code, flag in ((K.UPDATED, Status.DUPLICATE_KEY), (K.FULL, Status.OUT_OF_CAPACITY),
                        (K.NOT_FOUND, Status.KEY_NOT_FOUND)):
         table[code] = flag
         table[code | K.SATURATED] = flag | Status.COUNT_SATURATED
-    return table[outcome]
+    table[K.FULL | K.PROBE_LIMIT] = Status.OUT_OF_CAPACITY | Status.PROBING_LENGTH_EXCEEDED
+    return table
 
 
-def insert_result(outcome: np.ndarray, tally: np.ndarray, want_status: bool,
+_FLAGS = _flag_table()
+
+
+def status_flags(outcome: np.ndarray) -> np.ndarray:
+    """Per-key ``Status`` flags (uint16) from kernel outcome bytes (host memory)."""
+    return _FLAGS[outcome]
+
+
+def insert_result(table: OpenTable, outcome, tally: np.ndarray, want_status: bool,
                   capacity: int) -> InsertResult:
     """Summarise an upsert (outcome bytes and their tally); raise TableFullError if any key did
     not go in."""
+    status = status_flags(table.backend.to_host(outcome)) if want_status else None
     result = InsertResult(inserted=int(tally[K.NEW]), updated=int(tally[K.UPDATED]),
-                          failed=int(tally[K.FULL]), saturated=int(tally[0]),
-                          status=status_flags(outcome) if want_status else None)
+                          failed=int(tally[K.FULL]), saturated=int(tally[0]), status=status)
     if result.failed:
-        raise TableFullError(np.flatnonzero(outcome == K.FULL).astype(np.int64), result, capacity)
+        failed = table.backend.indices_of(outcome, K.FULL).astype(np.int64)
+        raise TableFullError(failed, result, capacity)
     return result
 
 
@@ -57,9 +75,10 @@ class KeyedTable:
     _value_codec: _dtypes.ValueCodec | None
 
     def _setup(self, key_dtype, value_dtype, capacity, growable: bool, max_load_factor: float,
-               seed: int, device: str) -> None:
+               seed: int, device: str, group_size: int | None = None) -> None:
         self._key_dtype = _dtypes.key_dtype(key_dtype)
         self._device = check_device(device)
+        backend = make_backend(self._device, group_size)
         vdt = None if value_dtype is None else _dtypes.value_dtype(value_dtype)
         word = _dtypes.word_dtype(self._key_dtype, vdt)
         self._value_codec = None if vdt is None else _dtypes.ValueCodec(vdt, word)
@@ -69,22 +88,47 @@ class KeyedTable:
                                 check_capacity(capacity, bool(growable)),
                                 growable=bool(growable),
                                 max_load_factor=check_max_load_factor(max_load_factor),
-                                seed=int(seed))
+                                seed=int(seed), backend=backend)
 
     # ------------------------------------------------------------------ input
-    def _key_words(self, keys: Any, argname: str = "keys") -> tuple[np.ndarray, bool]:
-        arr, scalar = _arrays.as_keys(keys, self._key_dtype, argname)
+    # A CUDA table takes and gives device arrays: ``_cuda.convert`` is its ``_arrays``.
+    def _inputs(self):
+        if self._device == "cuda":
+            from ._cuda import convert
+
+            return convert
+        return _arrays
+
+    def _key_words(self, keys: Any, argname: str = "keys"):
+        arr, scalar = self._inputs().as_keys(keys, self._key_dtype, argname)
         return _dtypes.keys_to_words(arr, self._key_dtype, self._table.word), scalar
 
-    def _value_words(self, values: Any, n: int, argname: str = "values") -> np.ndarray:
-        arr = _arrays.as_values(values, self._value_codec.dtype, n, argname)
+    def _value_words(self, values: Any, n: int, argname: str = "values"):
+        arr = self._inputs().as_values(values, self._value_codec.dtype, n, argname)
         return self._value_codec.to_words(arr)
 
-    @staticmethod
-    def _out(result: np.ndarray, scalar: bool, original: Any):
+    def _out(self, result, scalar: bool, original: Any):
+        """A per-key result in the caller's array library (a Python scalar for a scalar key)."""
         if scalar:
-            return result[0].item() if result.dtype != np.bool_ else bool(result[0])
-        return _arrays.like_input(result, original)
+            first = self._table.backend.to_host(result[:1])[0]
+            return first.item() if result.dtype != np.bool_ else bool(first)
+        return self._inputs().like_input(result, original)
+
+    def _table_out(self, result):
+        """A whole-table result (``keys()``, ``items()``): NumPy, or on a GPU see
+        ``_cuda.convert.table_result``."""
+        return result if self._device == "cpu" else self._inputs().table_result(result)
+
+    def _placement(self) -> dict:
+        """The constructor arguments that put a new table where this one is."""
+        if self._device == "cpu":
+            return {}
+        return dict(device=self._device, group_size=self._table.backend.group_size)
+
+    def _host(self, result) -> np.ndarray:
+        """A result of this table's as a NumPy array (for the few whole-table summaries that are
+        computed on the host)."""
+        return result if self._device == "cpu" else self._inputs().to_host(result)
 
     # ------------------------------------------------------------------ queries
     def contains(self, keys) -> np.ndarray:
@@ -106,15 +150,17 @@ class KeyedTable:
         words, scalar = self._key_words(keys)
         with self._table.lock.writing():
             outcome = self._table.erase(words)
-        removed = outcome == K.REMOVED
+        removed = self._table.backend.equal_to(outcome, K.REMOVED)
         out = self._out(removed, scalar, keys)
-        return (out, status_flags(outcome)) if status else out
+        if not status:
+            return out
+        return out, status_flags(self._table.backend.to_host(outcome))
 
     def keys(self) -> np.ndarray:
         """Every stored key, as an array of ``key_dtype`` (in table order: unsorted)."""
         with self._table.lock.reading():
             words, _ = self._table.items(want_values=False)
-        return _dtypes.words_to_keys(words, self._key_dtype)
+        return self._table_out(_dtypes.words_to_keys(words, self._key_dtype))
 
     # ------------------------------------------------------------------ size
     def __len__(self) -> int:
@@ -184,8 +230,10 @@ class KeyedTable:
         ``reserve=n`` first grows the table so that ``n`` more keys fit: a ref itself never grows
         its table.
         """
-        from .refs import make_ref
-
+        if self._device == "cuda":
+            from ._cuda.refs import make_ref
+        else:
+            from .refs import make_ref
         if reserve:
             self.reserve(reserve)
         return make_ref(self)
@@ -197,9 +245,15 @@ class KeyedTable:
         save(self, path)
 
     def _params(self) -> dict:
-        """The constructor arguments that describe this table (saved with it)."""
+        """The constructor arguments that describe this table (saved with it; where it lives is
+        the loader's choice)."""
         return dict(key_dtype=str(self._key_dtype), growable=self.growable,
                     max_load_factor=self.max_load_factor, seed=self.seed)
+
+    @property
+    def group_size(self) -> int | None:
+        """Lanes that probe one key together on a GPU (None on the CPU)."""
+        return self._table.backend.group_size
 
     def __repr__(self) -> str:
         vals = "" if self._value_codec is None else f", value_dtype={self._value_codec.dtype}"
@@ -222,8 +276,8 @@ class ValuedTable(KeyedTable):
         """``(keys, values)`` of every entry, in table order."""
         with self._table.lock.reading():
             key_words, value_words = self._table.items()
-        return (_dtypes.words_to_keys(key_words, self._key_dtype),
-                self._value_codec.from_words(value_words))
+        return (self._table_out(_dtypes.words_to_keys(key_words, self._key_dtype)),
+                self._table_out(self._value_codec.from_words(value_words)))
 
     def values(self) -> np.ndarray:
         """Every stored value, in the same order as ``keys()`` and ``items()``."""

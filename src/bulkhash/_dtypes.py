@@ -55,6 +55,22 @@ def unsigned_view_dtype(dt: np.dtype) -> np.dtype:
     return np.dtype(f"u{dt.itemsize}")
 
 
+def _bits(arr, dt: np.dtype):
+    """``arr`` (NumPy or GPU) reinterpreted as ``dt`` of the same width: a view."""
+    if isinstance(arr, np.ndarray):
+        arr = np.ascontiguousarray(arr)
+    return arr.view(dt)
+
+
+def _astype(arr, dt: np.dtype):
+    """``arr.astype(dt)`` for NumPy and GPU arrays alike."""
+    if isinstance(arr, np.ndarray):
+        return arr.astype(dt)
+    from ._cuda.backend import astype
+
+    return astype(arr, dt)
+
+
 @dataclass(frozen=True)
 class ValueCodec:
     """How one value dtype maps onto kernel arguments (kind, width) and table words."""
@@ -72,23 +88,23 @@ class ValueCodec:
 
     def to_words(self, values: np.ndarray) -> np.ndarray:
         """User values (already of ``self.dtype``) -> table words (a view when widths match)."""
-        bits = np.ascontiguousarray(values).view(unsigned_view_dtype(self.dtype))
-        return bits if bits.dtype == self.word else bits.astype(self.word)
+        bits = _bits(values, unsigned_view_dtype(self.dtype))
+        return bits if bits.dtype == self.word else _astype(bits, self.word)
 
     def from_words(self, words: np.ndarray) -> np.ndarray:
         """Table words -> user values (a view when widths match)."""
-        bits = words if words.dtype.itemsize == self.nbytes else words.astype(
-            unsigned_view_dtype(self.dtype))
-        return bits.view(self.dtype)
+        bits = words if words.dtype.itemsize == self.nbytes else _astype(
+            words, unsigned_view_dtype(self.dtype))
+        return _bits(bits, self.dtype)
 
 
 def keys_to_words(keys: np.ndarray, key_dt: np.dtype, word: np.dtype) -> np.ndarray:
     """Validated keys of ``key_dt`` -> table words (a view when widths match)."""
-    bits = np.ascontiguousarray(keys).view(unsigned_view_dtype(key_dt))
-    return bits if bits.dtype == word else bits.astype(word)
+    bits = _bits(keys, unsigned_view_dtype(key_dt))
+    return bits if bits.dtype == word else _astype(bits, word)
 
 
 def words_to_keys(words: np.ndarray, key_dt: np.dtype) -> np.ndarray:
-    bits = words if words.dtype.itemsize == key_dt.itemsize else words.astype(
-        unsigned_view_dtype(key_dt))
-    return bits.view(key_dt)
+    bits = words if words.dtype.itemsize == key_dt.itemsize else _astype(
+        words, unsigned_view_dtype(key_dt))
+    return _bits(bits, key_dt)

@@ -9,44 +9,15 @@ only; the public classes above it check user input and convert dtypes.
 from __future__ import annotations
 
 import math
-import threading
-from contextlib import contextmanager, nullcontext
-from typing import Iterator
 
-import numba
 import numpy as np
 
-from . import probing
 from ._cpu import kernels as K
+from ._cpu.backend import CpuBackend
 from ._locks import ReadWriteLock
-from .hashing import DEFAULT_SEED
 
 DEFAULT_CAPACITY = 1024
 DEFAULT_MAX_LOAD_FACTOR = 0.8
-_ALIGN = probing.BUCKET_BYTES
-
-_workqueue_gate = threading.Lock()
-
-
-@contextmanager
-def _kernel_gate() -> Iterator[None]:
-    """Serialise parallel kernels only under Numba's workqueue layer, which cannot run two at once
-    (the omp and tbb layers can, and then tables on different threads really run together)."""
-    try:
-        safe = numba.threading_layer() != "workqueue"
-    except ValueError:  # no parallel kernel has run yet: the layer is not chosen
-        safe = False
-    with nullcontext() if safe else _workqueue_gate:
-        yield
-
-
-def aligned_zeros(shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
-    """``np.zeros`` whose data starts on a cache-line boundary (buckets must not straddle lines)."""
-    count = shape[0] * shape[1]
-    itemsize = np.dtype(dtype).itemsize
-    raw = np.zeros(count + _ALIGN // itemsize, dtype)
-    skip = (-raw.ctypes.data % _ALIGN) // itemsize
-    return raw[skip:skip + count].reshape(shape)
 
 
 def check_max_load_factor(max_load_factor: float) -> float:
@@ -67,25 +38,30 @@ def check_capacity(capacity, growable: bool) -> int:
 
 
 class OpenTable:
-    """Slots + state + policy. Not public: see HashMap, HashSet, Counter."""
+    """Slots + state + policy. Not public: see HashMap, HashSet, Counter.
+
+    ``backend`` does the work where the arrays live (``_cpu.backend.CpuBackend``,
+    ``_cuda.backend.CudaBackend``); everything here is the same for both.
+    """
 
     def __init__(self, word: np.dtype, words_per_slot: int, capacity: int, *, growable: bool,
-                 max_load_factor: float, seed: int):
+                 max_load_factor: float, seed: int, backend=None):
+        self.backend = CpuBackend() if backend is None else backend
         self.word = np.dtype(word)
         self.words_per_slot = words_per_slot
         self.growable = growable
         self.max_load_factor = max_load_factor
         self.seed = int(seed) & 0xFFFF_FFFF_FFFF_FFFF
-        self.bucket_size = probing.slots_per_bucket(self.word.itemsize, words_per_slot)
+        self.bucket_size = self.backend.bucket_size(self.word, words_per_slot)
         self.tomb = np.uint64(np.iinfo(self.word).max)
         self.lock = ReadWriteLock()
-        self.state = np.zeros(K.STATE_LEN, np.int64)
+        self.state = self.backend.new_state()
         self._allocate(capacity)
 
     # ---------------------------------------------------------------- storage
     def _buckets_for(self, capacity: int) -> int:
         slots = math.ceil(max(capacity, 1) / self.max_load_factor)
-        n_buckets = max(1, math.ceil(slots / self.bucket_size))
+        n_buckets = self.backend.n_buckets_for(slots, self.bucket_size)
         if n_buckets >= 1 << 32:
             raise ValueError(f"capacity={capacity} is beyond what one table addresses (2**32 buckets)")
         return n_buckets
@@ -93,7 +69,7 @@ class OpenTable:
     def _allocate(self, capacity: int) -> None:
         self.n_buckets = self._buckets_for(capacity)
         self.capacity = capacity
-        self.slots = aligned_zeros((self.n_slots + 2, self.words_per_slot), self.word)
+        self.slots = self.backend.zeros((self.n_slots + 2, self.words_per_slot), self.word)
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -102,8 +78,9 @@ class OpenTable:
         self.state[K.CAPACITY] = self.capacity
 
     def adopt(self, slots: np.ndarray, state: np.ndarray, n_buckets: int, capacity: int) -> None:
-        """Take over arrays restored by ``load`` (possibly memory-mapped)."""
-        self.slots, self.n_buckets, self.capacity = slots, n_buckets, capacity
+        """Take over arrays restored by ``load`` (host arrays, possibly memory-mapped)."""
+        self.slots = self.backend.from_host(slots)
+        self.n_buckets, self.capacity = n_buckets, capacity
         self.state[:] = state
         self.state[K.CAPACITY] = capacity
 
@@ -123,18 +100,11 @@ class OpenTable:
         return len(self) / self.n_slots
 
     # ---------------------------------------------------------------- kernels
-    def _args(self):
-        return (self.slots, self.n_buckets, self.bucket_size, np.uint64(self.seed), self.tomb,
-                self.state)
-
-    def _mutate(self, keys: np.ndarray, values: np.ndarray, action: int, op: int, kind: int,
-                nbytes: int, budget: int, tally: np.ndarray | None = None) -> np.ndarray:
+    def _mutate(self, keys, values, action: int, op: int, kind: int, nbytes: int, budget: int,
+                tally: np.ndarray | None = None):
         """Run the mutation kernel; outcome bytes per key, counts added into ``tally``."""
-        outcome = np.empty(keys.size, np.uint8)
-        counts = np.zeros(8, np.int64)
-        with _kernel_gate():
-            K.mutate(*self._args(), keys, values, action, op, kind, nbytes, budget, outcome,
-                     counts, numba.get_num_threads())
+        outcome, counts = self.backend.mutate(self, keys, values, action, op, kind, nbytes,
+                                              budget)
         if tally is not None:
             tally += counts
         return outcome
@@ -155,48 +125,41 @@ class OpenTable:
         tally = np.zeros(8, np.int64)
         outcome = self._mutate(keys, values, K.ACTION_UPSERT, op, kind, nbytes,
                                self.capacity - len(self), tally)
+        backend = self.backend
         if self.growable and tally[K.FULL]:
-            full = np.flatnonzero(outcome == K.FULL)
+            full = backend.indices_of(outcome, K.FULL)
             while full.size:  # the estimate was low: grow and redo just those keys, in order
                 tally[K.FULL] -= full.size
-                retry_keys = keys[full]
+                retry_keys = backend.take(keys, full)
                 need = len(self) + self._estimate_distinct(retry_keys)
                 self.resize(self._grown_capacity(need))
-                retry_values = values[full] if values.size == keys.size else values
-                outcome[full] = self._mutate(retry_keys, retry_values, K.ACTION_UPSERT, op, kind,
-                                             nbytes, self.capacity - len(self), tally)
-                full = full[outcome[full] == K.FULL]
+                retry_outcome = self._mutate(retry_keys, backend.take(values, full),
+                                             K.ACTION_UPSERT, op, kind, nbytes,
+                                             self.capacity - len(self), tally)
+                backend.put(outcome, full, retry_outcome)
+                full = full[backend.indices_of(retry_outcome, K.FULL)]
         return outcome, tally
 
     def erase(self, keys: np.ndarray) -> np.ndarray:
         """Remove key words; returns outcome bytes (``K.REMOVED`` / ``K.NOT_FOUND``)."""
-        empty = np.empty(0, self.word)
+        empty = self.backend.empty(0, self.word)
         return self._mutate(keys, empty, K.ACTION_ERASE, K.OP_OVERWRITE, K.KIND_UINT, 8, 0)
 
-    def lookup(self, keys: np.ndarray, default_word: int = 0, want_values: bool = True,
-               want_found: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def lookup(self, keys, default_word: int = 0, want_values: bool = True,
+               want_found: bool = True):
         """(value words, found flags) for each key word; either is an empty array if not wanted
         (a lookup of 20M keys spends a tenth of its time faulting in fresh output pages)."""
-        found = np.empty(keys.size if want_found else 0, np.bool_)
-        values = np.empty(keys.size if want_values else 0, self.word)
-        with _kernel_gate():
-            K.lookup(*self._args(), keys, self.word.type(default_word), values, found,
-                     numba.get_num_threads())
-        return values, found
+        return self.backend.lookup(self, keys, default_word, want_values, want_found)
 
-    def items(self, want_values: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def items(self, want_values: bool = True):
         """Every stored key word (and value word), slot order, reserved keys last."""
-        n = len(self)
-        keys = np.empty(n, self.word)
-        values = np.empty(n if want_values and self.words_per_slot > 1 else 0, self.word)
-        with _kernel_gate():
-            K.collect(self.slots, self.n_buckets, self.bucket_size, self.tomb, self.state, keys,
-                      values, numba.get_num_threads())
-        return keys, values
+        return self.backend.collect(self, want_values)
 
-    def _estimate_distinct(self, keys: np.ndarray) -> int:
-        with _kernel_gate():
-            return K.estimate_distinct(keys, self.seed)
+    def _estimate_distinct(self, keys) -> int:
+        if keys.size == 0:
+            return 0
+        regs = self.backend.hll_registers(keys, self.seed ^ K.HLL_SEED_XOR)
+        return K.estimate_from_registers(regs, keys.size)
 
     # ---------------------------------------------------------------- size policy
     def _grown_capacity(self, need: int) -> int:
@@ -229,10 +192,10 @@ class OpenTable:
         stays mapped, so the next fill does not fault 2 MiB pages back in one by one (about a
         sixth of a 20M-key insert). A memory-mapped or read-only array is replaced instead."""
         generation = self.state[K.GENERATION]
-        own = type(self.slots) is np.ndarray and self.slots.flags.writeable
+        own = (not isinstance(self.slots, np.ndarray)  # device memory is always the table's own
+               or (type(self.slots) is np.ndarray and self.slots.flags.writeable))
         if own and self.n_buckets == self._buckets_for(self.capacity):
-            with _kernel_gate():
-                K.zero_fill(self.slots, numba.get_num_threads())
+            self.backend.zero_fill(self.slots)
             self._reset_state()
         else:
             self._allocate(self.capacity)
@@ -242,7 +205,6 @@ class OpenTable:
         new = object.__new__(OpenTable)
         new.__dict__.update(self.__dict__)
         new.lock = ReadWriteLock()
-        new.slots = aligned_zeros(self.slots.shape, self.word)
-        new.slots[...] = self.slots
-        new.state = self.state.copy()
+        new.slots = self.backend.copy(self.slots)
+        new.state = self.backend.from_host(self.backend.to_host(self.state).copy())
         return new

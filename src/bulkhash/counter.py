@@ -42,9 +42,10 @@ class Counter(ValuedTable):
 
     def __init__(self, key_dtype="uint64", count_dtype="uint32", capacity: int | None = None, *,
                  growable: bool = True, max_load_factor: float = DEFAULTS["max_load_factor"],
-                 seed: int = DEFAULTS["seed"], device: str = "cpu"):
+                 seed: int = DEFAULTS["seed"], device: str = "cpu",
+                 group_size: int | None = None):
         self._setup(key_dtype, globals()["count_dtype"](count_dtype), capacity, growable,
-                    max_load_factor, seed, device)
+                    max_load_factor, seed, device, group_size)
 
     @property
     def count_dtype(self) -> np.dtype:
@@ -54,13 +55,14 @@ class Counter(ValuedTable):
         """Add 1 (or ``counts[i]``) to each key's count."""
         words, _ = self._key_words(keys)
         if counts is None:  # one count of 1, which the kernel uses for every key
-            value_words = self._value_codec.to_words(np.ones(1, self.count_dtype))
+            one = self._table.backend.from_host(np.ones(1, self.count_dtype))
+            value_words = self._value_codec.to_words(one)
         else:
             value_words = self._value_words(counts, words.size, "counts")
         with self._table.lock.writing():
             outcome, tally = self._table.upsert(words, value_words, K.OP_SATURATING_ADD,
                                                 K.KIND_UINT, self._value_codec.nbytes)
-        return insert_result(outcome, tally, status, self.capacity)
+        return insert_result(self._table, outcome, tally, status, self.capacity)
 
     def get(self, keys):
         """Each key's count, 0 where absent."""
@@ -71,7 +73,7 @@ class Counter(ValuedTable):
         """The ``n`` highest counts (all if None), highest first; ties by ascending key."""
         if n is not None and (not isinstance(n, (int, np.integer)) or n < 0):
             raise ValueError(f"n={n!r} must be a non-negative integer or None")
-        keys, counts = self.items()
+        keys, counts = (self._host(x) for x in self.items())  # (host: a sort of the counts)
         if n is not None and n < keys.size:
             if n == 0:
                 return keys[:0], counts[:0]
@@ -86,13 +88,12 @@ class Counter(ValuedTable):
 
     def histogram(self) -> tuple[np.ndarray, np.ndarray]:
         """``(counts, num_keys)``: for each count that occurs, how many keys have it."""
-        _, counts = self.items()
-        values, num = np.unique(counts, return_counts=True)
+        values, num = np.unique(self._host(self.items()[1]), return_counts=True)
         return values, num.astype(np.int64)
 
     def total(self) -> int:
         """The sum of all counts."""
-        counts = self.items()[1].astype(np.uint64)
+        counts = self._host(self.items()[1]).astype(np.uint64)
         # two 32-bit halves: each half's sum fits in uint64 for up to 2**32 keys
         high = int((counts >> np.uint64(32)).sum(dtype=np.uint64))
         low = int((counts & np.uint64(0xFFFFFFFF)).sum(dtype=np.uint64))

@@ -67,8 +67,10 @@ class HashMap(ValuedTable):
 
     def __init__(self, key_dtype="uint64", value_dtype="uint64", capacity: int | None = None, *,
                  growable: bool = True, max_load_factor: float = DEFAULTS["max_load_factor"],
-                 seed: int = DEFAULTS["seed"], device: str = "cpu"):
-        self._setup(key_dtype, value_dtype, capacity, growable, max_load_factor, seed, device)
+                 seed: int = DEFAULTS["seed"], device: str = "cpu",
+                 group_size: int | None = None):
+        self._setup(key_dtype, value_dtype, capacity, growable, max_load_factor, seed, device,
+                    group_size)
 
     @property
     def value_dtype(self) -> np.dtype:
@@ -93,7 +95,7 @@ class HashMap(ValuedTable):
         codec = self._value_codec
         with self._table.lock.writing():
             outcome, tally = self._table.upsert(words, value_words, op, codec.kind, codec.nbytes)
-        return insert_result(outcome, tally, status, self.capacity)
+        return insert_result(self._table, outcome, tally, status, self.capacity)
 
     def __setitem__(self, key, value) -> None:
         self.insert(np.asarray(key).reshape(1), np.asarray(value).reshape(1))

@@ -31,8 +31,10 @@ class HashSet(KeyedTable):
 
     def __init__(self, key_dtype="uint64", capacity: int | None = None, *, growable: bool = True,
                  max_load_factor: float = DEFAULTS["max_load_factor"],
-                 seed: int = DEFAULTS["seed"], device: str = "cpu"):
-        self._setup(key_dtype, None, capacity, growable, max_load_factor, seed, device)
+                 seed: int = DEFAULTS["seed"], device: str = "cpu",
+                 group_size: int | None = None):
+        self._setup(key_dtype, None, capacity, growable, max_load_factor, seed, device,
+                    group_size)
 
     def add(self, keys, *, status: bool = False):
         """Add keys; returns a bool array, True where the key was new.
@@ -43,11 +45,11 @@ class HashSet(KeyedTable):
         """
         words, scalar = self._key_words(keys)
         with self._table.lock.writing():
-            outcome, tally = self._table.upsert(words, np.empty(0, self._table.word), K.OP_KEEP,
+            outcome, tally = self._table.upsert(words, self._table.backend.empty(0, self._table.word), K.OP_KEEP,
                                                 K.KIND_UINT, 8)
-        insert_result(outcome, tally, False, self.capacity)  # raises TableFullError if any failed
-        new = self._out(outcome == K.NEW, scalar, keys)
-        return (new, status_flags(outcome)) if status else new
+        insert_result(self._table, outcome, tally, False, self.capacity)  # raises TableFullError if any failed
+        new = self._out(self._table.backend.equal_to(outcome, K.NEW), scalar, keys)
+        return (new, status_flags(self._table.backend.to_host(outcome))) if status else new
 
     def to_array(self) -> np.ndarray:
         """The keys, as an array of ``key_dtype`` (unsorted)."""
@@ -60,22 +62,22 @@ class HashSet(KeyedTable):
         call_each(fn, self.keys(), None, *args)
 
     # ------------------------------------------------------------------ set algebra
-    def _other_keys(self, other) -> np.ndarray:
+    def _other_keys(self, other):
         if isinstance(other, HashSet):
             return other.keys()
-        return _arrays.as_keys(other, self._key_dtype, "other")[0]
+        return self._inputs().as_keys(other, self._key_dtype, "other")[0]
 
     def _other_set(self, other) -> "HashSet":
         if isinstance(other, HashSet):
             return other
         keys = self._other_keys(other)
-        result = HashSet(self._key_dtype, max(1, np.size(keys)), seed=self.seed)
+        result = HashSet(self._key_dtype, max(1, keys.size), seed=self.seed, **self._placement())
         result.add(keys)
         return result
 
     def _from_keys(self, keys: np.ndarray) -> "HashSet":
         result = HashSet(self._key_dtype, max(1, keys.size), max_load_factor=self.max_load_factor,
-                         seed=self.seed)
+                         seed=self.seed, **self._placement())
         result.add(keys)
         return result
 
@@ -89,13 +91,13 @@ class HashSet(KeyedTable):
 
     def intersection(self, other) -> "HashSet":
         """Keys in both."""
-        mine = self.keys()
-        return self._from_keys(mine[self._other_set(other).contains(mine)])
+        mine = self._host(self.keys())
+        return self._from_keys(mine[self._host(self._other_set(other).contains(mine))])
 
     def difference(self, other) -> "HashSet":
         """Keys in this set and not in ``other``."""
-        mine = self.keys()
-        return self._from_keys(mine[~self._other_set(other).contains(mine)])
+        mine = self._host(self.keys())
+        return self._from_keys(mine[~self._host(self._other_set(other).contains(mine))])
 
     __or__ = union
     __and__ = intersection
@@ -104,6 +106,6 @@ class HashSet(KeyedTable):
     def __eq__(self, other) -> bool:
         if not isinstance(other, HashSet):
             return NotImplemented
-        return len(self) == len(other) and bool(np.all(other.contains(self.keys())))
+        return len(self) == len(other) and bool(np.all(self._host(other.contains(self.keys()))))
 
     __hash__ = None  # mutable

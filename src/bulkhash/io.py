@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._table import aligned_zeros
+from ._cpu.backend import aligned_zeros
 
 MAGIC = b"BULKHASH"
 FORMAT_VERSION = 1

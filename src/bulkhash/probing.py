@@ -37,3 +37,43 @@ def next_bucket(bucket, n_buckets):
     if bucket == n_buckets:
         return np.int64(0)
     return np.int64(bucket)
+
+
+# ------------------------------------------------------------------ the GPU probe sequence
+# On a GPU a probe looks at a *window* of G consecutive slots at once, one slot per lane of a
+# cooperative group, and moves between windows by double hashing, as WarpCore does: the next
+# cache line is not coming anyway (no hardware prefetcher to ride), and a stride that depends on
+# the key breaks up the clusters linear probing builds when thousands of threads insert at once.
+
+@njit(inline="always", cache=True, nogil=True)
+def window_step(h, n_windows):
+    """The stride between a key's windows: ``1 .. n_windows - 1``, from the low 32 bits of its hash
+    ``h`` (the home window comes from the high 32 bits, ``hashing.home_bucket``).
+
+    With ``n_windows`` prime every stride is coprime to it, so ``home + j * step (mod n_windows)``
+    for ``j = 0 .. n_windows - 1`` meets every window exactly once: a probe that has taken
+    ``n_windows`` steps has seen the whole table and can stop instead of cycling.
+    """
+    if n_windows < 2:
+        return np.int64(1)
+    low = np.uint64(h) & np.uint64(0xFFFFFFFF)
+    return np.int64(1 + ((low * np.uint64(n_windows - 1)) >> np.uint64(32)))
+
+
+@njit(inline="always", cache=True, nogil=True)
+def next_window(window, step, n_windows):
+    """The window after ``window`` in a probe with stride ``step`` (``0 < step < n_windows``)."""
+    window += step
+    if window >= n_windows:
+        window -= n_windows
+    return np.int64(window)
+
+
+def next_prime(n: int) -> int:
+    """The smallest prime >= ``n`` (window counts; n below 2**32, so trial division is quick:
+    prime gaps there are under 400 and each candidate needs at most 6542 divisions)."""
+    n = max(2, int(n))
+    while True:
+        if n < 4 or (n % 2 and all(n % d for d in range(3, int(n ** 0.5) + 1, 2))):
+            return n
+        n += 1

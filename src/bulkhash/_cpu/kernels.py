@@ -70,7 +70,8 @@ DEFERRED = 4  # internal: handled by the serial pass
 REMOVED = 5  # erase: key was present and is gone
 NOT_FOUND = 6  # erase: key was absent
 SATURATED = 0x80  # flag or-ed into UPDATED: a saturating add clipped at the maximum
-CODE_MASK = 0x7F
+PROBE_LIMIT = 0x40  # flag or-ed into FULL: the probe met every window without room (GPU tables)
+CODE_MASK = 0x3F
 
 # --- the state vector (int64), shared with refs --------------------------------------------------
 SIZE = 0  # keys stored, special rows included
@@ -694,18 +695,28 @@ def hll_registers(keys, seed, nthreads):
     return out
 
 
+#: What the distinct-count sketch hashes with: the table's seed xor this, so that its registers do
+#: not see the same bits as the table's home buckets.
+HLL_SEED_XOR = 0x5851F42D4C957F2D
+
+
 def estimate_distinct(keys: np.ndarray, seed: int) -> int:
     """HyperLogLog estimate of the number of distinct values in ``keys`` (never above its size)."""
     if keys.size == 0:
         return 0
-    regs = hll_registers(keys, np.uint64(seed ^ 0x5851F42D4C957F2D),
-                         numba.get_num_threads()).astype(np.float64)
+    regs = hll_registers(keys, np.uint64(seed ^ HLL_SEED_XOR), numba.get_num_threads())
+    return estimate_from_registers(regs, keys.size)
+
+
+def estimate_from_registers(regs: np.ndarray, n: int) -> int:
+    """The distinct count that HyperLogLog registers (from any backend) stand for, at most ``n``."""
+    regs = regs.astype(np.float64)
     m = float(_HLL_REGISTERS)
     raw = 0.7213 / (1 + 1.079 / m) * m * m / np.sum(np.exp2(-regs))
     zeros = int(np.count_nonzero(regs == 0))
     if raw <= 2.5 * m and zeros:
         raw = m * np.log(m / zeros)  # linear counting for small sets
-    return int(min(keys.size, np.ceil(raw)))
+    return int(min(n, np.ceil(raw)))
 
 
 # ================================================================================================

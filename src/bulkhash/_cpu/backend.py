@@ -1,0 +1,128 @@
+"""The CPU backend: NumPy arrays in host memory, probed by the Numba kernels of ``kernels``.
+
+``OpenTable`` holds the policy (sizes, growth, tombstone sweeps) and calls a backend for the
+work; ``bulkhash._cuda.backend`` is the same interface on a GPU.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from contextlib import contextmanager, nullcontext
+from typing import Iterator
+
+import numba
+import numpy as np
+
+from .. import probing
+from . import kernels as K
+
+_workqueue_gate = threading.Lock()
+
+
+@contextmanager
+def kernel_gate() -> Iterator[None]:
+    """Serialise parallel kernels only under Numba's workqueue layer, which cannot run two at once
+    (the omp and tbb layers can, and then tables on different threads really run together)."""
+    try:
+        safe = numba.threading_layer() != "workqueue"
+    except ValueError:  # no parallel kernel has run yet: the layer is not chosen
+        safe = False
+    with nullcontext() if safe else _workqueue_gate:
+        yield
+
+
+def aligned_zeros(shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
+    """``np.zeros`` whose data starts on a cache-line boundary (buckets must not straddle lines)."""
+    count = shape[0] * shape[1]
+    itemsize = np.dtype(dtype).itemsize
+    raw = np.zeros(count + probing.BUCKET_BYTES // itemsize, dtype)
+    skip = (-raw.ctypes.data % probing.BUCKET_BYTES) // itemsize
+    return raw[skip:skip + count].reshape(shape)
+
+
+class CpuBackend:
+    """Slots in host memory, in 64-byte buckets probed linearly (``kernels``' module docs)."""
+
+    name = "cpu"
+    group_size = None
+
+    # ------------------------------------------------------------ geometry and storage
+    def layout(self) -> str:
+        return "cpu-linear-64b"
+
+    def bucket_size(self, word: np.dtype, words_per_slot: int) -> int:
+        return probing.slots_per_bucket(word.itemsize, words_per_slot)
+
+    def n_buckets_for(self, slots: int, bucket_size: int) -> int:
+        return max(1, math.ceil(slots / bucket_size))
+
+    zeros = staticmethod(aligned_zeros)
+
+    def new_state(self) -> np.ndarray:
+        return np.zeros(K.STATE_LEN, np.int64)
+
+    def from_host(self, arr: np.ndarray) -> np.ndarray:
+        return arr
+
+    def to_host(self, arr: np.ndarray) -> np.ndarray:
+        return arr
+
+    def zero_fill(self, slots: np.ndarray) -> None:
+        with kernel_gate():
+            K.zero_fill(slots, numba.get_num_threads())
+
+    def copy(self, slots: np.ndarray) -> np.ndarray:
+        out = aligned_zeros(slots.shape, slots.dtype)
+        out[...] = slots
+        return out
+
+    # ------------------------------------------------------------ per-key arrays
+    def empty(self, n: int, dtype) -> np.ndarray:
+        return np.empty(n, dtype)
+
+    def take(self, arr: np.ndarray, index: np.ndarray) -> np.ndarray:
+        return arr[index] if arr.size > 1 else arr  # (one value: used for every key)
+
+    def put(self, arr: np.ndarray, index: np.ndarray, values: np.ndarray) -> None:
+        arr[index] = values
+
+    def indices_of(self, outcome: np.ndarray, code: int) -> np.ndarray:
+        return np.flatnonzero((outcome & K.CODE_MASK) == code)
+
+    # ------------------------------------------------------------ kernels
+    def _args(self, t):
+        return (t.slots, t.n_buckets, t.bucket_size, np.uint64(t.seed), t.tomb, t.state)
+
+    def mutate(self, t, keys, values, action: int, op: int, kind: int, nbytes: int, budget: int):
+        outcome = np.empty(keys.size, np.uint8)
+        counts = np.zeros(8, np.int64)
+        with kernel_gate():
+            K.mutate(*self._args(t), keys, values, action, op, kind, nbytes, budget, outcome,
+                     counts, numba.get_num_threads())
+        return outcome, counts
+
+    def lookup(self, t, keys, default_word, want_values: bool, want_found: bool):
+        found = np.empty(keys.size if want_found else 0, np.bool_)
+        values = np.empty(keys.size if want_values else 0, t.word)
+        with kernel_gate():
+            K.lookup(*self._args(t), keys, t.word.type(default_word), values, found,
+                     numba.get_num_threads())
+        return values, found
+
+    def collect(self, t, want_values: bool):
+        n = len(t)
+        keys = np.empty(n, t.word)
+        values = np.empty(n if want_values and t.words_per_slot > 1 else 0, t.word)
+        with kernel_gate():
+            K.collect(t.slots, t.n_buckets, t.bucket_size, t.tomb, t.state, keys, values,
+                      numba.get_num_threads())
+        return keys, values
+
+    def hll_registers(self, keys: np.ndarray, seed: int) -> np.ndarray:
+        with kernel_gate():
+            return K.hll_registers(keys, np.uint64(seed), numba.get_num_threads())
+
+    @staticmethod
+    def equal_to(arr: np.ndarray, value) -> np.ndarray:
+        return arr == value
