@@ -5,6 +5,7 @@ default keeps the whole suite within a few minutes on two cores with a cold Numb
 """
 
 import os
+import sys
 
 from hypothesis import HealthCheck, settings
 
@@ -16,3 +17,42 @@ settings.register_profile("default", max_examples=100, stateful_step_count=40, *
 settings.register_profile("quick", max_examples=15, stateful_step_count=15, **_COMMON)
 settings.register_profile("thorough", max_examples=1000, stateful_step_count=60, **_COMMON)
 settings.load_profile(os.environ.get("BULKHASH_HYPOTHESIS_PROFILE", "default"))
+
+
+# ------------------------------------------------------------------ backends
+# A test module that says ``pytestmark = pytest.mark.usefixtures("each_device")`` runs every test
+# on each backend: tables made without a ``device=`` land on the one under test. Tests sized for
+# the CPU's parallel paths (tens of thousands of keys) are marked ``cpu_sized``: on the simulator
+# each GPU thread is a Python thread, so they run on the CPU only.
+import importlib.util  # noqa: E402
+
+import pytest  # noqa: E402
+
+import bulkhash  # noqa: E402
+
+CUDA_MODE = os.environ.get("BULKHASH_TEST_CUDA", "off")
+HAVE_CUDA = CUDA_MODE != "off" and importlib.util.find_spec("numba_cuda") is not None
+DEVICES = ["cpu", "cuda"] if HAVE_CUDA else ["cpu"]
+
+if HAVE_CUDA and CUDA_MODE == "sim":
+    sys.path.insert(0, os.path.dirname(__file__))
+    import cudasim_warp  # noqa: E402
+
+    cudasim_warp.install()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cpu_sized: inputs too large for the CUDA simulator")
+
+
+@pytest.fixture(params=DEVICES)
+def each_device(request):
+    """Run the test with ``bulkhash``'s default device set to each backend in turn."""
+    if request.param == "cuda" and CUDA_MODE == "sim" and request.node.get_closest_marker(
+            "cpu_sized"):
+        pytest.skip("sized for the CPU; too slow on the CUDA simulator")
+    previous = bulkhash.set_default_device(request.param)
+    try:
+        yield request.param
+    finally:
+        bulkhash.set_default_device(previous)

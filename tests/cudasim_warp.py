@@ -174,7 +174,16 @@ def install() -> None:
     if not config.ENABLE_CUDASIM:
         raise RuntimeError("cudasim_warp.install() needs Numba's CUDA simulator: set "
                            "NUMBA_ENABLE_CUDASIM=1 before numba is imported")
+    from numba.cuda.simulator import kernelapi
     from numba.cuda.simulator.kernelapi import FakeCUDAModule
+
+    # The simulator guards each kind of atomic with a lock of its own, so an atomic add and an
+    # atomic sub on one word can interleave and lose an update (on a GPU they cannot): one lock
+    # for all of them makes every atomic atomic with respect to the others.
+    one_lock = threading.Lock()
+    for name in [n for n in vars(kernelapi) if n.endswith("lock") and n != "_locks_register_lock"]:
+        if isinstance(getattr(kernelapi, name), type(one_lock)):
+            setattr(kernelapi, name, one_lock)
 
     for name, method in _INTRINSICS.items():
         setattr(FakeCUDAModule, name, method)

@@ -10,6 +10,8 @@ import pytest
 import bulkhash
 from _support import COUNT_DTYPES, KEY_DTYPES, assert_counter_equals, edge_keys, random_keys
 
+pytestmark = pytest.mark.usefixtures("each_device")
+
 Status = bulkhash.Status
 
 
@@ -51,12 +53,20 @@ def test_saturation(cd):
     r = c.add([1, 1, 2, 3, 1], counts=np.array([1, 1, 0, 1, top], cd), status=True)
     sat = int(Status.COUNT_SATURATED | Status.DUPLICATE_KEY)
     dup = int(Status.DUPLICATE_KEY)
-    # 1: top-1 -> top (exact) -> clipped -> clipped; 2: top + 0 stays; 3: new
-    np.testing.assert_array_equal(r.status, [dup, sat, dup, 0, sat])
-    assert (r.inserted, r.updated, r.saturated) == (1, 4, 2)
+    if bulkhash.get_default_device() == "cuda":
+        # a GPU applies one key's additions of a batch in no fixed order: the count comes out the
+        # same, but which addition clipped (and so how many did) depends on that order
+        np.testing.assert_array_equal(r.status[[2, 3]], [dup, 0])
+        assert (r.status[[0, 1, 4]] & Status.COUNT_SATURATED != 0).sum() >= 2
+        assert (r.inserted, r.updated) == (1, 4)
+    else:
+        # 1: top-1 -> top (exact) -> clipped -> clipped; 2: top + 0 stays; 3: new
+        np.testing.assert_array_equal(r.status, [dup, sat, dup, 0, sat])
+        assert (r.inserted, r.updated, r.saturated) == (1, 4, 2)
     assert_counter_equals(c, {1: top, 2: top, 3: 1})
 
 
+@pytest.mark.cpu_sized
 def test_uint8_saturation_in_a_large_batch():
     """A heavy key repeated 70k times in a multi-threaded batch stops at 255, and says so."""
     rng = np.random.default_rng(4)
@@ -72,6 +82,7 @@ def test_uint8_saturation_in_a_large_batch():
     assert (r.status & Status.COUNT_SATURATED != 0).sum() == expected_saturated
 
 
+@pytest.mark.cpu_sized
 @pytest.mark.parametrize("kd", KEY_DTYPES, ids=str)
 def test_large_batches_match_numpy(kd):
     rng = np.random.default_rng(8)
@@ -110,6 +121,7 @@ def test_most_common_with_ties(kd):
         assert list(zip(k.tolist(), v.tolist())) == _expected_most_common(ref, n), n
 
 
+@pytest.mark.cpu_sized
 def test_most_common_large():
     rng = np.random.default_rng(9)
     keys = rng.zipf(1.3, 300_000).astype(np.int64) * rng.choice([-1, 1], 300_000)
@@ -157,6 +169,7 @@ def test_erase_and_clear():
     assert_counter_equals(c, {})
 
 
+@pytest.mark.cpu_sized
 def test_total_is_exact_beyond_uint64():
     """total() is a Python int: it must not wrap when uint64 counts sum past 2**64."""
     c = bulkhash.Counter("uint64", "uint64")

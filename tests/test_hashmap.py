@@ -13,6 +13,7 @@ from _support import (ARITHMETIC, KEY_DTYPES, ON_DUPLICATE, PARALLEL_BATCH, VALU
                       random_keys, random_values)
 
 Status = bulkhash.Status
+pytestmark = pytest.mark.usefixtures("each_device")
 
 
 # ------------------------------------------------------------------------------- basics
@@ -211,6 +212,7 @@ def _numpy_reference(keys, values, mode):
     return uniq, out
 
 
+@pytest.mark.cpu_sized
 @pytest.mark.parametrize("mode", ON_DUPLICATE)
 @pytest.mark.parametrize("kd,vd", [("uint64", "uint64"), ("int32", "float32"),
                                    ("int64", "int16"), ("uint32", "float64")])
@@ -243,6 +245,7 @@ def test_large_batches_match_numpy(kd, vd, mode):
     assert_same_values(values_found[: ref_keys.size], ref_values)
 
 
+@pytest.mark.cpu_sized
 @pytest.mark.parametrize("kd", KEY_DTYPES, ids=str)
 def test_large_erase_then_reinsert(kd):
     rng = np.random.default_rng(7)
@@ -266,6 +269,7 @@ def test_large_erase_then_reinsert(kd):
     assert np.unique(m.keys()).size == keys.size
 
 
+@pytest.mark.cpu_sized
 def test_large_batch_of_one_repeated_key_and_reserved_keys():
     n = PARALLEL_BATCH * 3
     keys = np.zeros(n, np.uint64)
@@ -294,6 +298,7 @@ def test_copy_is_independent():
                                                                m.value_dtype)
 
 
+@pytest.mark.cpu_sized
 def test_clear_keeps_capacity_and_table_stays_usable():
     m = bulkhash.HashMap(capacity=5000)
     m.insert(np.arange(4000, dtype=np.uint64), 1)
@@ -304,6 +309,7 @@ def test_clear_keeps_capacity_and_table_stays_usable():
     assert_map_equals(m, {0: 1, 2**64 - 1: 2})
 
 
+@pytest.mark.cpu_sized
 def test_seed_changes_layout_not_contents():
     keys = np.arange(1, 500, dtype=np.uint64)
     a = bulkhash.HashMap(seed=1)
@@ -319,7 +325,7 @@ def test_properties_and_repr():
     m = bulkhash.HashMap("int32", "float32", 100, growable=False, max_load_factor=0.5)
     assert m.key_dtype == np.int32 and m.value_dtype == np.float32
     assert m.capacity == 100 and not m.growable and m.max_load_factor == 0.5
-    assert m.device == "cpu"
+    assert m.device == bulkhash.get_default_device()
     assert m.nbytes >= 100 / 0.5 * 8
     text = repr(m)
     assert "HashMap" in text and "int32" in text and "float32" in text
@@ -349,6 +355,7 @@ def test_for_each_needs_a_jitted_function():
         m.for_each(lambda k, v: None)
 
 
+@pytest.mark.cpu_sized
 def test_erase_and_reinsert_rounds_match_dict():
     """Many rounds of insert/erase on one table: tombstones, reuse and sweeps."""
     rng = np.random.default_rng(3)

@@ -10,6 +10,8 @@ import bulkhash
 from _support import (KEY_DTYPES, PARALLEL_BATCH, apply_erase, assert_set_equals, edge_keys,
                       random_keys, snapshot)
 
+pytestmark = pytest.mark.usefixtures("each_device")
+
 Status = bulkhash.Status
 
 
@@ -46,6 +48,7 @@ def test_contains_and_erase(kd):
     assert len(s) == 0 and ref == set()
 
 
+@pytest.mark.cpu_sized
 @pytest.mark.parametrize("kd", KEY_DTYPES, ids=str)
 def test_large_add_matches_numpy_unique(kd):
     rng = np.random.default_rng(11)
@@ -131,6 +134,7 @@ def test_union_of_fixed_set_can_exceed_its_capacity():
         a.add([4])
 
 
+@pytest.mark.cpu_sized
 def test_large_set_algebra():
     rng = np.random.default_rng(5)
     a_keys = np.unique(random_keys(rng, "int64", 60_000))

@@ -18,9 +18,33 @@ from .hashing import DEFAULT_SEED
 from .status import InsertResult, Status, TableFullError
 
 _DEVICES = ("cpu", "cuda")
+_default_device = "cpu"
 
 
-def check_device(device: str) -> str:
+def set_default_device(device: str) -> str:
+    """Make ``device`` ("cpu" or "cuda") where new tables live when their constructor is not
+    told; returns the previous default. Like ``torch.set_default_device``: it lets code, and
+    bulkhash's own test suite, run unchanged on either backend.
+
+    >>> import bulkhash
+    >>> previous = bulkhash.set_default_device("cpu")
+    >>> bulkhash.HashSet().device
+    'cpu'
+    """
+    global _default_device
+    previous = _default_device
+    _default_device = check_device(device)
+    return previous
+
+
+def get_default_device() -> str:
+    """Where new tables live when their constructor is not told (see ``set_default_device``)."""
+    return _default_device
+
+
+def check_device(device: str | None) -> str:
+    if device is None:
+        return _default_device
     if device not in _DEVICES:
         raise ValueError(f"device={device!r} is not known; use device='cpu' or device='cuda'")
     return device
@@ -225,7 +249,10 @@ class KeyedTable:
         return new
 
     def ref(self, reserve: int = 0):
-        """A view for per-element use inside your own ``@numba.njit`` code (see ``bulkhash.refs``).
+        """A view for per-element use inside your own ``@numba.njit`` code (see ``bulkhash.refs``),
+        or, for a ``device="cuda"`` table, inside your own ``@cuda.jit`` kernels (see
+        ``bulkhash._cuda.refs``; a table used through refs from single threads wants
+        ``group_size=1``, since a probe is a group of ``group_size`` lanes).
 
         ``reserve=n`` first grows the table so that ``n`` more keys fit: a ref itself never grows
         its table.

@@ -42,7 +42,7 @@ class Counter(ValuedTable):
 
     def __init__(self, key_dtype="uint64", count_dtype="uint32", capacity: int | None = None, *,
                  growable: bool = True, max_load_factor: float = DEFAULTS["max_load_factor"],
-                 seed: int = DEFAULTS["seed"], device: str = "cpu",
+                 seed: int = DEFAULTS["seed"], device: str | None = None,
                  group_size: int | None = None):
         self._setup(key_dtype, globals()["count_dtype"](count_dtype), capacity, growable,
                     max_load_factor, seed, device, group_size)

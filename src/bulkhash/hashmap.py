@@ -48,8 +48,12 @@ class HashMap(ValuedTable):
         Highest ``len / slots`` before the table grows (0.05-0.99).
     seed : int
         Hash seed.
-    device : {"cpu"}
-        Where the table lives.
+    device : {"cpu", "cuda"}, optional
+        Where the table lives (default: ``bulkhash.get_default_device()``, "cpu" unless set).
+        A "cuda" table takes CuPy arrays, torch CUDA tensors, Numba device arrays or host
+        arrays, and answers in the same library (needs ``pip install "bulkhash[cuda]"``).
+    group_size : int, optional
+        GPU tables only: lanes of a warp that probe one key together (1, 2, 4, 8, 16 or 32).
 
     Examples
     --------
@@ -67,7 +71,7 @@ class HashMap(ValuedTable):
 
     def __init__(self, key_dtype="uint64", value_dtype="uint64", capacity: int | None = None, *,
                  growable: bool = True, max_load_factor: float = DEFAULTS["max_load_factor"],
-                 seed: int = DEFAULTS["seed"], device: str = "cpu",
+                 seed: int = DEFAULTS["seed"], device: str | None = None,
                  group_size: int | None = None):
         self._setup(key_dtype, value_dtype, capacity, growable, max_load_factor, seed, device,
                     group_size)
@@ -136,8 +140,8 @@ class HashMap(ValuedTable):
         """
         from ._foreach import call_each
 
-        keys, values = self.items()
-        call_each(fn, keys, values, *args)
+        keys, values = self.items()  # (a GPU table's entries are copied to the host for fn)
+        call_each(fn, self._host(keys), self._host(values), *args)
 
     def _params(self) -> dict:
         return dict(super()._params(), value_dtype=str(self.value_dtype))

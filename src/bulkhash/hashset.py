@@ -31,7 +31,7 @@ class HashSet(KeyedTable):
 
     def __init__(self, key_dtype="uint64", capacity: int | None = None, *, growable: bool = True,
                  max_load_factor: float = DEFAULTS["max_load_factor"],
-                 seed: int = DEFAULTS["seed"], device: str = "cpu",
+                 seed: int = DEFAULTS["seed"], device: str | None = None,
                  group_size: int | None = None):
         self._setup(key_dtype, None, capacity, growable, max_load_factor, seed, device,
                     group_size)
@@ -59,7 +59,7 @@ class HashSet(KeyedTable):
         """Call a user ``@numba.njit`` function ``fn(key, *args)`` on every key."""
         from ._foreach import call_each
 
-        call_each(fn, self.keys(), None, *args)
+        call_each(fn, self._host(self.keys()), None, *args)  # (a GPU table's: copied to the host)
 
     # ------------------------------------------------------------------ set algebra
     def _other_keys(self, other):

@@ -54,12 +54,14 @@ def save(table, path: str | os.PathLike) -> None:
     path = Path(path)
     inner = table._table
     with inner.lock.reading():
-        slots = inner.slots
+        slots = inner.backend.to_host(inner.slots)  # (a GPU table is written from a host copy)
         header = dict(
             cls=type(table).__name__, params=table._params(), capacity=inner.capacity,
-            n_buckets=inner.n_buckets, word=str(inner.word), words_per_slot=inner.words_per_slot,
-            state=[int(x) for x in inner.state], data_nbytes=int(slots.nbytes),
-            data_crc32=_crc32(slots))
+            n_buckets=inner.n_buckets, bucket_size=inner.bucket_size,
+            layout=inner.backend.layout(), word=str(inner.word),
+            words_per_slot=inner.words_per_slot,
+            state=[int(x) for x in inner.backend.to_host(inner.state)],
+            data_nbytes=int(slots.nbytes), data_crc32=_crc32(slots))
         # the data offset depends on the header's length, which contains the offset: fix a width
         header["data_offset"] = 0
         blob = json.dumps(header).encode()
@@ -108,7 +110,22 @@ def _read_header(path: Path) -> dict:
         raise FormatError(f"{path} is corrupted: unreadable header ({err})") from None
 
 
-def load(path: str | os.PathLike, mmap: bool = False, *, verify: bool = True):
+def _stored_words(slots: np.ndarray, state: np.ndarray, n_slots: int):
+    """(key words, value words) of every entry of a saved slot array, special rows last."""
+    from ._cpu import kernels as K
+
+    tomb = np.iinfo(slots.dtype).max
+    live = slots[:n_slots, 0]
+    rows = np.flatnonzero((live != 0) & (live != tomb))
+    for row, flag in ((n_slots, K.HAS_EMPTY_KEY), (n_slots + 1, K.HAS_TOMB_KEY)):
+        if state[flag]:
+            rows = np.append(rows, row)
+    values = slots[rows, 1] if slots.shape[1] > 1 else np.empty(0, slots.dtype)
+    return np.ascontiguousarray(slots[rows, 0]), np.ascontiguousarray(values)
+
+
+def load(path: str | os.PathLike, mmap: bool = False, *, verify: bool = True,
+         device: str | None = None, group_size: int | None = None):
     """Open a table written by ``save``.
 
     Parameters
@@ -119,6 +136,10 @@ def load(path: str | os.PathLike, mmap: bool = False, *, verify: bool = True):
         The table is copy-on-write: changing it never changes the file.
     verify : bool
         Check the data checksum (reads the whole file once). Turn off only for trusted files.
+    device, group_size : optional
+        Where the loaded table lives, as for the constructors (default: the default device).
+        A table saved on one backend loads on the other: the GPU probes its slots in another
+        order, so the entries are inserted again there (``mmap`` then saves no copy).
 
     Raises ``FormatError`` for a file that is not a table, truncated, or corrupted.
 
@@ -140,7 +161,9 @@ def load(path: str | os.PathLike, mmap: bool = False, *, verify: bool = True):
     try:
         cls = classes[header["cls"]]
         word = np.dtype(header["word"])
-        rows = header["n_buckets"] * (64 // (word.itemsize * header["words_per_slot"])) + 2
+        bucket_size = header.get("bucket_size", 64 // (word.itemsize * header["words_per_slot"]))
+        n_slots = header["n_buckets"] * bucket_size
+        rows = n_slots + 2
         shape = (rows, header["words_per_slot"])
         offset, nbytes = header["data_offset"], header["data_nbytes"]
     except (KeyError, TypeError) as err:
@@ -157,7 +180,16 @@ def load(path: str | os.PathLike, mmap: bool = False, *, verify: bool = True):
             f.readinto(slots.reshape(-1).view(np.uint8))
     if verify and _crc32(slots) != header["data_crc32"]:
         raise FormatError(f"{path} is corrupted: the table data fails its checksum")
-    table = cls(**header["params"], capacity=0)
-    table._table.adopt(slots, np.asarray(header["state"], np.int64), header["n_buckets"],
-                       header["capacity"])
+    state = np.asarray(header["state"], np.int64)
+    table = cls(**header["params"], capacity=0, device=device, group_size=group_size)
+    inner = table._table
+    if header.get("layout", "cpu-linear-64b") == inner.backend.layout():
+        inner.adopt(slots, state, header["n_buckets"], header["capacity"])
+        return table
+    from ._cpu import kernels as K
+
+    keys, values = _stored_words(slots, state, n_slots)
+    inner.resize(max(header["capacity"], keys.size))
+    inner._mutate(inner.backend.from_host(keys), inner.backend.from_host(values),
+                  K.ACTION_UPSERT, K.OP_OVERWRITE, K.KIND_UINT, 8, inner.capacity)
     return table

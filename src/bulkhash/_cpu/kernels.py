@@ -753,17 +753,16 @@ def _ref_combine(slots, row, value, op, kind, nbytes):
 
 @njit(inline="always", cache=True, nogil=True)
 def _ref_room_left(state):
-    """Whether the capacity budget allows one more key; if not, the failure is counted.
+    """Whether the capacity budget allows one more key (an atomic read of the size).
 
-    Checked *before* claiming a slot and counted after, so a thread that loses the race for a
-    slot to the same key never has its addition refused. The price: threads claiming at the same
-    instant may each pass the check, so a ref can overshoot ``capacity`` by at most one key per
-    concurrent thread (slots always have room for that: the load limit is at most 0.99).
+    Checked *before* claiming a slot, so threads claiming at the same instant may each pass the
+    check: a ref can overshoot ``capacity`` by at most one key per concurrent thread (slots
+    always have room for that: the load limit is at most 0.99). A thread that finds no room
+    must look at its slot once more before it gives up: the thread that used the last of the
+    room may have claimed it for this very key (its claim is visible before its size update),
+    and refusing then would lose an addition to a key that is in the table.
     """
-    if atomic_add(state, SIZE, 0) >= state[CAPACITY]:
-        atomic_add(state, REF_FAILED, 1)
-        return False
-    return True
+    return atomic_add(state, SIZE, 0) < state[CAPACITY]
 
 
 @njit(inline="always", cache=True, nogil=True)
@@ -776,7 +775,8 @@ def ref_upsert(slots, state, n_buckets, bsize, seed, tomb, key, value, op, kind,
     if k == 0 or k == tomb:
         row, flag = special_row(k, n_buckets * bsize)
         if atomic_add(state, flag, 0) == 0:
-            if not _ref_room_left(state):
+            if not _ref_room_left(state) and atomic_add(state, flag, 0) == 0:
+                atomic_add(state, REF_FAILED, 1)
                 return REF_NO_ROOM
             if cas(state, flag, 0, 2) == 0:  # 2: being written
                 slots[row, 0] = word(k)
@@ -789,7 +789,8 @@ def ref_upsert(slots, state, n_buckets, bsize, seed, tomb, key, value, op, kind,
             pass
         _ref_combine(slots, row, value, op, kind, nbytes)
         return REF_FOUND
-    b = home_bucket(hash_key(k, seed), n_buckets)
+    home = home_bucket(hash_key(k, seed), n_buckets)
+    b = home
     for _ in range(n_buckets):
         base = b * bsize
         for j in range(bsize):
@@ -797,7 +798,12 @@ def ref_upsert(slots, state, n_buckets, bsize, seed, tomb, key, value, op, kind,
             w = np.uint64(slots[row, 0])
             if w == 0:
                 if not _ref_room_left(state):
-                    return REF_NO_ROOM
+                    found = find_slot(slots, n_buckets, bsize, tomb, state, k, home)
+                    if found < 0:
+                        atomic_add(state, REF_FAILED, 1)
+                        return REF_NO_ROOM
+                    _ref_combine(slots, found, value, op, kind, nbytes)
+                    return REF_FOUND
                 seen = np.uint64(cas(flat, row * words, word(0), word(k)))
                 if seen == 0:
                     atomic_add(state, SIZE, 1)

@@ -42,7 +42,7 @@ def _device_id(obj: Any) -> int | None:
 
 def _from_device(obj: Any, dtype: np.dtype, argname: str, what: str):
     """A 1-D device input as a Numba device array of ``dtype`` (no copy when it already is)."""
-    here = cuda.get_current_device().id
+    here = getattr(cuda.get_current_device(), "id", 0)  # (the simulator's device has no id)
     there = _device_id(obj)
     if there is not None and there != here:
         raise ValueError(f"{argname} is on GPU {there} but this table is on GPU {here}; move it "

@@ -57,7 +57,7 @@ array order means. So an upsert runs in phases, each a kernel over the batch:
 from __future__ import annotations
 
 import numpy as np
-from numba import cuda
+from numba import config, cuda
 
 from .._cpu.kernels import (CODE_MASK, FULL, PROBE_LIMIT, HAS_EMPTY_KEY, HAS_TOMB_KEY, NEW, NOT_FOUND,
                             OP_KEEP, OP_OVERWRITE, REMOVED, SATURATED, SIZE, TOMBSTONES,
@@ -65,8 +65,9 @@ from .._cpu.kernels import (CODE_MASK, FULL, PROBE_LIMIT, HAS_EMPTY_KEY, HAS_TOM
 from ..hashing import hash_key, home_bucket
 from ..probing import next_window, window_step
 
-#: Threads per block of every kernel (a multiple of 32, so groups never straddle warps).
-BLOCK = 128
+#: Threads per block of every kernel (a multiple of 32, so groups never straddle warps). The CUDA
+#: simulator runs each thread as a Python thread, idle ones too: there, one warp per block.
+BLOCK = 32 if config.ENABLE_CUDASIM else 128
 
 # --- phase codes in ``code`` (uint8), besides the final outcome codes of the CPU kernels --------
 CLAIMED = 8  # this occurrence claimed a free slot for its key
