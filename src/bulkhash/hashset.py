@@ -6,7 +6,6 @@ from typing import Callable
 
 import numpy as np
 
-from . import _arrays
 from ._base import DEFAULTS, KeyedTable, insert_result, status_flags
 from ._cpu import kernels as K
 
@@ -45,9 +44,10 @@ class HashSet(KeyedTable):
         """
         words, scalar = self._key_words(keys)
         with self._table.lock.writing():
-            outcome, tally = self._table.upsert(words, self._table.backend.empty(0, self._table.word), K.OP_KEEP,
-                                                K.KIND_UINT, 8)
-        insert_result(self._table, outcome, tally, False, self.capacity)  # raises TableFullError if any failed
+            no_values = self._table.backend.empty(0, self._table.word)
+            outcome, tally = self._table.upsert(words, no_values, K.OP_KEEP, K.KIND_UINT, 8)
+        # (raises TableFullError if any key failed)
+        insert_result(self._table, outcome, tally, False, self.capacity)
         new = self._out(self._table.backend.equal_to(outcome, K.NEW), scalar, keys)
         return (new, status_flags(self._table.backend.to_host(outcome))) if status else new
 

@@ -28,12 +28,6 @@ _MAX_BATCH = (1 << 31) - 1  # batch indices live in 31 bits of ``aux``
 _SIMULATED = bool(config.ENABLE_CUDASIM)
 
 
-def is_device_array(obj) -> bool:
-    """A Numba device array, or anything else that speaks ``__cuda_array_interface__``."""
-    return cuda.is_cuda_array(obj) if hasattr(cuda, "is_cuda_array") else (
-        hasattr(obj, "copy_to_host") and hasattr(obj, "dtype"))
-
-
 def as_device(obj):
     """A Numba view of a device array (no copy)."""
     if hasattr(obj, "copy_to_host"):

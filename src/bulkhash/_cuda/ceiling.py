@@ -61,15 +61,12 @@ LINE_WORDS = 8
 SECTOR_BYTES = 32
 
 
-@cuda.jit
-def gather(arr, idx, width, out):
-    """``out[b]`` = sum of ``arr[idx[t // width] * width + t % width]`` over block b's threads."""
+@cuda.jit(device=True)
+def _block_sum(acc, out):
+    """``out[block]`` = the sum of every thread's ``acc`` (a tree in shared memory): what keeps
+    the compiler from dropping the reads being timed."""
     partial = cuda.shared.array(BLOCK, uint64)
-    t = cuda.grid(1)
     tid = cuda.threadIdx.x
-    acc = uint64(0)
-    if t < idx.size * width:
-        acc = arr[idx[t // width] * width + t % width]
     partial[tid] = acc
     cuda.syncthreads()
     step = BLOCK // 2
@@ -80,6 +77,16 @@ def gather(arr, idx, width, out):
         step //= 2
     if tid == 0:
         out[cuda.blockIdx.x] = partial[0]
+
+
+@cuda.jit
+def gather(arr, idx, width, out):
+    """``out[b]`` = sum of ``arr[idx[t // width] * width + t % width]`` over block b's threads."""
+    t = cuda.grid(1)
+    acc = uint64(0)
+    if t < idx.size * width:
+        acc = arr[idx[t // width] * width + t % width]
+    _block_sum(acc, out)
 
 
 @cuda.jit
@@ -96,21 +103,10 @@ def scatter_add(arr, idx, atomic):
 @cuda.jit
 def sequential_sum(arr, out):
     """``out[b]`` = sum of the words block b's threads visit, grid-stride, in order."""
-    partial = cuda.shared.array(BLOCK, uint64)
-    tid = cuda.threadIdx.x
     acc = uint64(0)
     for i in range(cuda.grid(1), arr.size, cuda.gridsize(1)):
         acc += arr[i]
-    partial[tid] = acc
-    cuda.syncthreads()
-    step = BLOCK // 2
-    while step > 0:
-        if tid < step:
-            partial[tid] += partial[tid + step]
-        cuda.syncthreads()
-        step //= 2
-    if tid == 0:
-        out[cuda.blockIdx.x] = partial[0]
+    _block_sum(acc, out)
 
 
 @cuda.jit

@@ -30,6 +30,12 @@ def _library(obj: Any) -> str:
     return type(obj).__module__.split(".")[0]
 
 
+def _on_device(obj: Any) -> bool:
+    """A GPU array: anything with ``__cuda_array_interface__`` (or the simulator's stand-in,
+    which lacks it), a torch CUDA tensor."""
+    return _arrays._is_gpu_array(obj) or hasattr(obj, "copy_to_host")
+
+
 def _device_id(obj: Any) -> int | None:
     """The GPU an input lives on, where its library says (CuPy, torch)."""
     device = getattr(obj, "device", None)
@@ -71,7 +77,7 @@ def _from_device(obj: Any, dtype: np.dtype, argname: str, what: str):
 
 def as_keys(obj: Any, key_dt: np.dtype, argname: str = "keys"):
     """(device keys of ``key_dt``, whether a scalar was given)."""
-    if _arrays._is_gpu_array(obj) or hasattr(obj, "copy_to_host"):
+    if _on_device(obj):
         scalar = getattr(obj, "ndim", 1) == 0
         return _from_device(obj, key_dt, argname, "iu"), scalar
     arr, scalar = _arrays.as_keys(obj, key_dt, argname)
@@ -80,7 +86,7 @@ def as_keys(obj: Any, key_dt: np.dtype, argname: str = "keys"):
 
 def as_values(obj: Any, value_dt: np.dtype, n: int, argname: str = "values"):
     """Device values of ``value_dt``: ``n`` of them, or one used for every key."""
-    if _arrays._is_gpu_array(obj) or hasattr(obj, "copy_to_host"):
+    if _on_device(obj):
         arr = _from_device(obj, value_dt, argname, "biuf")
         scalar = getattr(obj, "ndim", 1) == 0  # one value for every key
         if arr.size != n and not scalar:
@@ -103,7 +109,7 @@ def like_input(result, original: Any):
         import torch
 
         return torch.as_tensor(result, device=original.device)
-    if _arrays._is_gpu_array(original) or hasattr(original, "copy_to_host"):
+    if _on_device(original):
         return result
     return _arrays.like_input(B.to_host(result), original)
 

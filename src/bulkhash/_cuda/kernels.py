@@ -59,9 +59,8 @@ from __future__ import annotations
 import numpy as np
 from numba import config, cuda
 
-from .._cpu.kernels import (CODE_MASK, FULL, PROBE_LIMIT, HAS_EMPTY_KEY, HAS_TOMB_KEY, NEW, NOT_FOUND,
-                            OP_KEEP, OP_OVERWRITE, REMOVED, SATURATED, SIZE, TOMBSTONES,
-                            UPDATED, combine)
+from .._cpu.kernels import (CODE_MASK, FULL, HAS_EMPTY_KEY, HAS_TOMB_KEY, NEW, NOT_FOUND,
+                            PROBE_LIMIT, REMOVED, SATURATED, SIZE, TOMBSTONES, UPDATED, combine)
 from ..hashing import hash_key, home_bucket
 from ..probing import next_window, window_step
 
@@ -508,6 +507,3 @@ def blocks(n: int, lanes: int = 1) -> int:
     """Blocks of BLOCK threads for ``n`` items of ``lanes`` threads each (at least one)."""
     return max(1, -(-n * lanes // BLOCK))
 
-
-__all__ = ["BLOCK", "CLAIMED", "FOUND", "PROBE_EXCEEDED", "FRESH", "NO_INDEX", "OP_KEEP",
-           "OP_OVERWRITE"]

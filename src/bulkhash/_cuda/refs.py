@@ -240,49 +240,40 @@ def _get_value(ref, key, default):
     return _from_bits(ref, _value_word(ref, _key_word(ref, key), _value_bits(ref, default)))
 
 
-class CudaHashMapRef(_CudaRefFields):
+class _CudaRef(_CudaRefFields):
+    """What every GPU ref answers (the simulator's front end; see module docs)."""
+
+    def contains(self, key):
+        return _contains(self, _key_word(self, key))
+
+    def failed(self):
+        return _failed(self)
+
+
+class _ValuedCudaRef(_CudaRef):
+    def get(self, key, default=0):
+        return _get_value(self, key, default)
+
+
+class CudaHashMapRef(_ValuedCudaRef):
     """Ref of a GPU ``HashMap`` (see module docs)."""
 
     def insert(self, key, value):
         return _upsert_value(self, key, value, CK.OP_OVERWRITE)
 
-    def get(self, key, default=0):
-        return _get_value(self, key, default)
 
-    def contains(self, key):
-        return _contains(self, _key_word(self, key))
-
-    def failed(self):
-        return _failed(self)
-
-
-class CudaHashSetRef(_CudaRefFields):
+class CudaHashSetRef(_CudaRef):
     """Ref of a GPU ``HashSet`` (see module docs)."""
 
     def add(self, key):
         return _upsert(self, _key_word(self, key), np.uint64(0), CK.OP_KEEP, CK.KIND_UINT, 8)
 
-    def contains(self, key):
-        return _contains(self, _key_word(self, key))
 
-    def failed(self):
-        return _failed(self)
-
-
-class CudaCounterRef(_CudaRefFields):
+class CudaCounterRef(_ValuedCudaRef):
     """Ref of a GPU ``Counter`` (see module docs)."""
 
     def add(self, key, count):
         return _upsert_value(self, key, count, CK.OP_SATURATING_ADD)
-
-    def get(self, key, default=0):
-        return _get_value(self, key, default)
-
-    def contains(self, key):
-        return _contains(self, _key_word(self, key))
-
-    def failed(self):
-        return _failed(self)
 
 
 _REF_CLASSES = {"HashMap": CudaHashMapRef, "HashSet": CudaHashSetRef, "Counter": CudaCounterRef}
