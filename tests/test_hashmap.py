@@ -370,3 +370,11 @@ def test_erase_and_reinsert_rounds_match_dict():
         victims = rng.choice(pool, 40)
         np.testing.assert_array_equal(m.erase(victims), apply_erase(ref, victims))
     assert_map_equals(m, ref)
+
+
+@pytest.mark.parametrize("group_size", [0, 3, 64, True])
+def test_bad_group_size_is_refused(group_size):
+    if bulkhash.get_default_device() != "cuda":
+        pytest.skip("group_size is a GPU table's")
+    with pytest.raises(ValueError, match="group_size"):
+        bulkhash.HashMap(group_size=group_size)

@@ -169,7 +169,8 @@ CONSTRUCTOR_CASES = [
     ("load factor string", lambda: bulkhash.HashSet(max_load_factor="0.5"), ValueError, "max_load_factor"),
     ("string seed", lambda: bulkhash.HashMap(seed="1"), TypeError, "seed"),
     ("float seed", lambda: bulkhash.HashSet(seed=1.5), TypeError, "seed"),
-    ("cuda device", lambda: bulkhash.HashMap(device="cuda"), ValueError, "device"),
+    ("group size on a cpu table", lambda: bulkhash.HashMap(device="cpu", group_size=4),
+     ValueError, "group_size"),
     ("unknown device", lambda: bulkhash.Counter(device="tpu"), ValueError, "device"),
 ]
 
