@@ -93,7 +93,44 @@ def insert_result(table: OpenTable, outcome, tally: np.ndarray, want_status: boo
     return result
 
 
-class KeyedTable:
+class Placed:
+    """Where a structure lives, and how its inputs come in and its results go out (the base of
+    every public structure; not public). Subclasses set ``self._device`` ("cpu" or "cuda")."""
+
+    _device: str
+
+    # A CUDA structure takes and gives device arrays: ``_cuda.convert`` is its ``_arrays``.
+    def _inputs(self):
+        if self._device == "cuda":
+            from ._cuda import convert
+
+            return convert
+        return _arrays
+
+    def _out(self, result, scalar: bool, original: Any):
+        """A per-key result in the caller's array library (a Python scalar for a scalar key)."""
+        if scalar:
+            first = self._host(result[:1])[0]
+            return first.item() if result.dtype != np.bool_ else bool(first)
+        return self._inputs().like_input(result, original)
+
+    def _table_out(self, result):
+        """A whole-structure result (``keys()``, ``items()``): NumPy, or on a GPU see
+        ``_cuda.convert.table_result``."""
+        return result if self._device == "cpu" else self._inputs().table_result(result)
+
+    def _host(self, result) -> np.ndarray:
+        """A result as a NumPy array (for the few whole-structure summaries computed on the
+        host)."""
+        return result if self._device == "cpu" else self._inputs().to_host(result)
+
+    @property
+    def device(self) -> str:
+        """Where the structure's arrays live: "cpu" or "cuda"."""
+        return self._device
+
+
+class KeyedTable(Placed):
     """Base of the tables keyed by integers (not public)."""
 
     _value_codec: _dtypes.ValueCodec | None
@@ -114,15 +151,6 @@ class KeyedTable:
                                 max_load_factor=check_max_load_factor(max_load_factor),
                                 seed=int(seed), backend=backend)
 
-    # ------------------------------------------------------------------ input
-    # A CUDA table takes and gives device arrays: ``_cuda.convert`` is its ``_arrays``.
-    def _inputs(self):
-        if self._device == "cuda":
-            from ._cuda import convert
-
-            return convert
-        return _arrays
-
     def _key_words(self, keys: Any, argname: str = "keys"):
         arr, scalar = self._inputs().as_keys(keys, self._key_dtype, argname)
         return _dtypes.keys_to_words(arr, self._key_dtype, self._table.word), scalar
@@ -131,28 +159,11 @@ class KeyedTable:
         arr = self._inputs().as_values(values, self._value_codec.dtype, n, argname)
         return self._value_codec.to_words(arr)
 
-    def _out(self, result, scalar: bool, original: Any):
-        """A per-key result in the caller's array library (a Python scalar for a scalar key)."""
-        if scalar:
-            first = self._table.backend.to_host(result[:1])[0]
-            return first.item() if result.dtype != np.bool_ else bool(first)
-        return self._inputs().like_input(result, original)
-
-    def _table_out(self, result):
-        """A whole-table result (``keys()``, ``items()``): NumPy, or on a GPU see
-        ``_cuda.convert.table_result``."""
-        return result if self._device == "cpu" else self._inputs().table_result(result)
-
     def _placement(self) -> dict:
         """The constructor arguments that put a new table where this one is."""
         if self._device == "cpu":
             return {}
         return dict(device=self._device, group_size=self._table.backend.group_size)
-
-    def _host(self, result) -> np.ndarray:
-        """A result of this table's as a NumPy array (for the few whole-table summaries that are
-        computed on the host)."""
-        return result if self._device == "cpu" else self._inputs().to_host(result)
 
     # ------------------------------------------------------------------ queries
     def contains(self, keys) -> np.ndarray:
@@ -215,10 +226,6 @@ class KeyedTable:
     @property
     def key_dtype(self) -> np.dtype:
         return self._key_dtype
-
-    @property
-    def device(self) -> str:
-        return self._device
 
     @property
     def nbytes(self) -> int:

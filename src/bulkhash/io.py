@@ -19,6 +19,7 @@ target, so a reader never sees a half-written table.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import struct
@@ -50,8 +51,16 @@ def _crc32(arr: np.ndarray) -> int:
 
 
 def save(table, path: str | os.PathLike) -> None:
-    """Write ``table`` (HashMap, HashSet or Counter) to ``path`` atomically."""
-    path = Path(path)
+    """Write ``table`` (any bulkhash structure) to ``path`` atomically."""
+    if hasattr(table, "_save_state"):
+        # A structure that is not an open-addressing table (a filter, a value pool) describes
+        # itself: constructor parameters, a little metadata, and one array stored verbatim.
+        params, meta, data = table._save_state()
+        data = np.ascontiguousarray(data)
+        header = dict(cls=type(table).__name__, params=params, meta=meta, dtype=str(data.dtype),
+                      shape=list(data.shape))
+        _write(path, header, data)
+        return
     inner = table._table
     with inner.lock.reading():
         slots = inner.backend.to_host(inner.slots)  # (a GPU table is written from a host copy)
@@ -60,30 +69,37 @@ def save(table, path: str | os.PathLike) -> None:
             n_buckets=inner.n_buckets, bucket_size=inner.bucket_size,
             layout=inner.backend.layout(), word=str(inner.word),
             words_per_slot=inner.words_per_slot,
-            state=[int(x) for x in inner.backend.to_host(inner.state)],
-            data_nbytes=int(slots.nbytes), data_crc32=_crc32(slots))
-        # the data offset depends on the header's length, which contains the offset: fix a width
-        header["data_offset"] = 0
-        blob = json.dumps(header).encode()
-        data_offset = -(-(_PREFIX.size + len(blob) + 32) // _ALIGN) * _ALIGN
-        header["data_offset"] = data_offset
-        blob = json.dumps(header).encode().ljust(data_offset - _PREFIX.size)
-        prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(blob), zlib.crc32(blob), 0)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(prefix)
-                f.write(blob)
-                flat = slots.reshape(-1).view(np.uint8)
-                for start in range(0, flat.size, _CHUNK):
-                    f.write(flat[start:start + _CHUNK])
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+            state=[int(x) for x in inner.backend.to_host(inner.state)])
+        _write(path, header, slots)
+
+
+def _write(path: str | os.PathLike, header: dict, data: np.ndarray) -> None:
+    """The prefix, the JSON header and ``data`` at a 64-byte aligned offset, written to a
+    temporary file that is renamed over ``path`` once it is on disk."""
+    path = Path(path)
+    header = dict(header, data_nbytes=int(data.nbytes), data_crc32=_crc32(data))
+    # the data offset depends on the header's length, which contains the offset: fix a width
+    header["data_offset"] = 0
+    blob = json.dumps(header).encode()
+    data_offset = -(-(_PREFIX.size + len(blob) + 32) // _ALIGN) * _ALIGN
+    header["data_offset"] = data_offset
+    blob = json.dumps(header).encode().ljust(data_offset - _PREFIX.size)
+    prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(blob), zlib.crc32(blob), 0)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(prefix)
+            f.write(blob)
+            flat = data.reshape(-1).view(np.uint8)
+            for start in range(0, flat.size, _CHUNK):
+                f.write(flat[start:start + _CHUNK])
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def _read_header(path: Path) -> dict:
@@ -124,6 +140,42 @@ def _stored_words(slots: np.ndarray, state: np.ndarray, n_slots: int):
     return np.ascontiguousarray(slots[rows, 0]), np.ascontiguousarray(values)
 
 
+# The structures a file can hold: class name -> module (imported only when a file needs it).
+_STRUCTURES = {"HashMap": "hashmap", "HashSet": "hashset", "Counter": "counter",
+               "MultiMap": "multimap", "BucketListMap": "bucketlist",
+               "BloomFilter": "bloom", "CuckooFilter": "cuckoo"}
+
+
+def _structure_class(name: str, path: Path):
+    if name not in _STRUCTURES:
+        raise FormatError(f"{path} holds a {name!r}, which this bulkhash does not know: "
+                          "upgrade bulkhash")
+    module = importlib.import_module(f"bulkhash.{_STRUCTURES[name]}")
+    return getattr(module, name)
+
+
+def _read_data(path: Path, header: dict, dtype: np.dtype, shape: tuple, mmap: bool,
+               verify: bool) -> np.ndarray:
+    """The array stored after the header: mapped copy-on-write, or read into aligned memory."""
+    try:
+        offset, nbytes = header["data_offset"], header["data_nbytes"]
+    except KeyError as err:
+        raise FormatError(f"{path} is corrupted: header lacks {err}") from None
+    size = path.stat().st_size
+    if size < offset + nbytes or int(np.prod(shape)) * dtype.itemsize != nbytes:
+        raise FormatError(f"{path} is truncated: expected {offset + nbytes} bytes, found {size}")
+    if mmap and nbytes:
+        data = np.memmap(path, dtype=dtype, mode="c", offset=offset, shape=shape)
+    else:
+        data = aligned_zeros(shape, dtype)
+        with open(path, "rb") as f:
+            f.seek(offset)
+            f.readinto(data.reshape(-1).view(np.uint8))
+    if verify and _crc32(data) != header["data_crc32"]:
+        raise FormatError(f"{path} is corrupted: the table data fails its checksum")
+    return data
+
+
 def load(path: str | os.PathLike, mmap: bool = False, *, verify: bool = True,
          device: str | None = None, group_size: int | None = None):
     """Open a table written by ``save``.
@@ -151,35 +203,21 @@ def load(path: str | os.PathLike, mmap: bool = False, *, verify: bool = True,
     >>> bulkhash.load(path).get([-2, 1, 5])
     array([20, 10,  0], dtype=int32)
     """
-    from .counter import Counter
-    from .hashmap import HashMap
-    from .hashset import HashSet
-
     path = Path(path)
     header = _read_header(path)
-    classes = {"HashMap": HashMap, "HashSet": HashSet, "Counter": Counter}
     try:
-        cls = classes[header["cls"]]
+        cls = _structure_class(header["cls"], path)
+        if "shape" in header:  # a structure that saved itself (see ``save``)
+            data = _read_data(path, header, np.dtype(header["dtype"]), tuple(header["shape"]),
+                              mmap, verify)
+            return cls._load_state(header["params"], header["meta"], data, device=device)
         word = np.dtype(header["word"])
         bucket_size = header.get("bucket_size", 64 // (word.itemsize * header["words_per_slot"]))
         n_slots = header["n_buckets"] * bucket_size
-        rows = n_slots + 2
-        shape = (rows, header["words_per_slot"])
-        offset, nbytes = header["data_offset"], header["data_nbytes"]
+        shape = (n_slots + 2, header["words_per_slot"])
     except (KeyError, TypeError) as err:
         raise FormatError(f"{path} is corrupted: header lacks {err}") from None
-    size = path.stat().st_size
-    if size < offset + nbytes or rows * shape[1] * word.itemsize != nbytes:
-        raise FormatError(f"{path} is truncated: expected {offset + nbytes} bytes, found {size}")
-    if mmap:
-        slots = np.memmap(path, dtype=word, mode="c", offset=offset, shape=shape)
-    else:
-        slots = aligned_zeros(shape, word)
-        with open(path, "rb") as f:
-            f.seek(offset)
-            f.readinto(slots.reshape(-1).view(np.uint8))
-    if verify and _crc32(slots) != header["data_crc32"]:
-        raise FormatError(f"{path} is corrupted: the table data fails its checksum")
+    slots = _read_data(path, header, word, shape, mmap, verify)
     state = np.asarray(header["state"], np.int64)
     table = cls(**header["params"], capacity=0, device=device, group_size=group_size)
     inner = table._table

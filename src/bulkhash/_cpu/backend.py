@@ -32,9 +32,9 @@ def kernel_gate() -> Iterator[None]:
         yield
 
 
-def aligned_zeros(shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
+def aligned_zeros(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """``np.zeros`` whose data starts on a cache-line boundary (buckets must not straddle lines)."""
-    count = shape[0] * shape[1]
+    count = int(np.prod(shape))
     itemsize = np.dtype(dtype).itemsize
     raw = np.zeros(count + probing.BUCKET_BYTES // itemsize, dtype)
     skip = (-raw.ctypes.data % probing.BUCKET_BYTES) // itemsize
