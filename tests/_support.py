@@ -7,6 +7,9 @@ Python dicts, sets, ``collections.Counter`` and plain NumPy.
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import numpy as np
 from hypothesis import strategies as st
 
@@ -22,6 +25,26 @@ ARITHMETIC = ("add", "min", "max")
 
 #: Bulk mutations of at least this many keys take the multi-threaded kernel path.
 PARALLEL_BATCH = 1 << 14
+
+
+# ------------------------------------------------------------------------------------- backends
+#: Where the CUDA backend runs in this session (the root conftest.py sets it): sim, gpu or off.
+CUDA_MODE = os.environ.get("BULKHASH_TEST_CUDA", "off")
+#: The backends under test.
+DEVICES = ["cpu", "cuda"] if (CUDA_MODE != "off"
+                              and importlib.util.find_spec("numba_cuda") is not None) else ["cpu"]
+
+
+def on_simulator() -> bool:
+    """Whether tables made now land on Numba's CUDA simulator, which runs each GPU thread as a
+    Python thread (about 10 ms per key and kernel): tests there keep to hundreds of keys."""
+    return (bulkhash.get_default_device() == "cuda"
+            and os.environ.get("NUMBA_ENABLE_CUDASIM") == "1")
+
+
+def sized(cpu, simulator):
+    """``cpu`` normally, ``simulator`` where the test runs on the CUDA simulator."""
+    return simulator if on_simulator() else cpu
 
 
 # ------------------------------------------------------------------------------------- keys
@@ -211,9 +234,27 @@ def assert_counter_equals(c, ref):
         assert c.total() == expected_total
 
 
+def host(arr) -> np.ndarray:
+    """A result of any backend as a NumPy array (a GPU result is copied to the host)."""
+    if hasattr(arr, "copy_to_host"):
+        return arr.copy_to_host()
+    if hasattr(arr, "get"):  # CuPy
+        return arr.get()
+    if hasattr(arr, "cpu"):  # torch
+        return arr.cpu().numpy()
+    return np.asarray(arr)
+
+
 def snapshot(t):
     """Everything observable about a table, to check that a rejected call changed nothing."""
-    keys = t.keys()
+    keys = host(t.keys())
     order = np.argsort(keys, kind="stable")
-    values = t.items()[1][order].tobytes() if hasattr(t, "items") else None
+    values = host(t.items()[1])[order].tobytes() if hasattr(t, "items") else None
     return (len(t), t.capacity, keys[order].tobytes(), values)
+
+
+def raw_state(t):
+    """A table's memory, byte for byte (stricter than ``snapshot`` and, on the CUDA simulator,
+    much cheaper: no kernel runs)."""
+    inner = t._table
+    return (inner.capacity, host(inner.slots).tobytes(), host(inner.state).tobytes())

@@ -24,17 +24,12 @@ settings.load_profile(os.environ.get("BULKHASH_HYPOTHESIS_PROFILE", "default"))
 # on each backend: tables made without a ``device=`` land on the one under test. Tests sized for
 # the CPU's parallel paths (tens of thousands of keys) are marked ``cpu_sized``: on the simulator
 # each GPU thread is a Python thread, so they run on the CPU only.
-import importlib.util  # noqa: E402
-
 import pytest  # noqa: E402
 
 import bulkhash  # noqa: E402
+from _support import CUDA_MODE, DEVICES  # noqa: E402
 
-CUDA_MODE = os.environ.get("BULKHASH_TEST_CUDA", "off")
-HAVE_CUDA = CUDA_MODE != "off" and importlib.util.find_spec("numba_cuda") is not None
-DEVICES = ["cpu", "cuda"] if HAVE_CUDA else ["cpu"]
-
-if HAVE_CUDA and CUDA_MODE == "sim":
+if "cuda" in DEVICES and CUDA_MODE == "sim":
     sys.path.insert(0, os.path.dirname(__file__))
     import cudasim_warp  # noqa: E402
 

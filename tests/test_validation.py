@@ -3,12 +3,14 @@ table exactly as it was."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import numba
 import numpy as np
 import pytest
 
 import bulkhash
-from _support import snapshot
+from _support import DEVICES, raw_state, snapshot
 
 
 class FakeGpuArray:
@@ -60,12 +62,12 @@ CASES = [
     ("negative key erase", full_map, lambda t: t.erase(np.array([1, -1])), ValueError, "keys"),
     ("negative key contains", full_set, lambda t: t.contains([-2]), ValueError, "keys"),
     ("key 2**64", full_map, lambda t: t.insert([2**64], [1]), ValueError, "keys"),
-    ("key 2**32 into uint32", lambda: full_map("uint32"), lambda t: t.insert([2**32], [1]), ValueError, "keys"),
-    ("uint64 array into uint32", lambda: full_set("uint32"), lambda t: t.add(np.array([1, 2**40], U64)), ValueError, "keys"),
-    ("key 2**31 into int32", lambda: full_map("int32"), lambda t: t.insert([2**31], [1]), ValueError, "keys"),
-    ("key -2**31-1 into int32", lambda: full_counter("int32"), lambda t: t.add([-2**31 - 1]), ValueError, "keys"),
-    ("uint64 2**63 into int64", lambda: full_map("int64"), lambda t: t.insert(np.array([2**63], U64), [1]), ValueError, "keys"),
-    ("python 2**63 into int64", lambda: full_set("int64"), lambda t: t.add([2**63]), ValueError, "keys"),
+    ("key 2**32 into uint32", partial(full_map, "uint32"), lambda t: t.insert([2**32], [1]), ValueError, "keys"),
+    ("uint64 array into uint32", partial(full_set, "uint32"), lambda t: t.add(np.array([1, 2**40], U64)), ValueError, "keys"),
+    ("key 2**31 into int32", partial(full_map, "int32"), lambda t: t.insert([2**31], [1]), ValueError, "keys"),
+    ("key -2**31-1 into int32", partial(full_counter, "int32"), lambda t: t.add([-2**31 - 1]), ValueError, "keys"),
+    ("uint64 2**63 into int64", partial(full_map, "int64"), lambda t: t.insert(np.array([2**63], U64), [1]), ValueError, "keys"),
+    ("python 2**63 into int64", partial(full_set, "int64"), lambda t: t.add([2**63]), ValueError, "keys"),
     ("negative key counter", full_counter, lambda t: t.add([-5]), ValueError, "keys"),
     # --- shapes
     ("2-D keys", full_map, lambda t: t.insert(np.zeros((2, 2), U64), np.zeros(4, U64)), ValueError, "keys"),
@@ -77,44 +79,36 @@ CASES = [
     ("more values", full_map, lambda t: t.insert([7], [1, 2]), ValueError, "values"),
     ("fewer counts", full_counter, lambda t: t.add([7, 8], counts=[1]), ValueError, "counts"),
     # --- values that do not fit
-    ("300 into uint8", lambda: full_map(vd="uint8"), lambda t: t.insert([9], [300]), ValueError, "values"),
-    ("uint16 array 300 into uint8", lambda: full_map(vd="uint8"), lambda t: t.insert([9, 10], np.array([3, 300], np.uint16)), ValueError, "values"),
-    ("-1 into uint32", lambda: full_map(vd="uint32"), lambda t: t.insert([9], [-1]), ValueError, "values"),
-    ("-1 scalar into uint32", lambda: full_map(vd="uint32"), lambda t: t.insert([9, 10], -1), ValueError, "values"),
-    ("1.5 into int32", lambda: full_map(vd="int32"), lambda t: t.insert([9], [1.5]), ValueError, "values"),
+    ("300 into uint8", partial(full_map, vd="uint8"), lambda t: t.insert([9], [300]), ValueError, "values"),
+    ("uint16 array 300 into uint8", partial(full_map, vd="uint8"), lambda t: t.insert([9, 10], np.array([3, 300], np.uint16)), ValueError, "values"),
+    ("-1 into uint32", partial(full_map, vd="uint32"), lambda t: t.insert([9], [-1]), ValueError, "values"),
+    ("-1 scalar into uint32", partial(full_map, vd="uint32"), lambda t: t.insert([9, 10], -1), ValueError, "values"),
+    ("1.5 into int32", partial(full_map, vd="int32"), lambda t: t.insert([9], [1.5]), ValueError, "values"),
     ("1.5 into uint64", full_map, lambda t: t.insert([9], np.array([1.5])), ValueError, "values"),
-    ("nan into int64", lambda: full_map(vd="int64"), lambda t: t.insert([9], [np.nan]), ValueError, "values"),
-    ("inf into int16", lambda: full_map(vd="int16"), lambda t: t.insert([9], [np.inf]), ValueError, "values"),
-    ("2**63 into int64", lambda: full_map(vd="int64"), lambda t: t.insert([9], [2**63]), ValueError, "values"),
-    ("uint64 max into int64", lambda: full_map(vd="int64"), lambda t: t.insert([9], np.array([2**64 - 1], U64)), ValueError, "values"),
-    ("-1 int8 into uint8", lambda: full_map(vd="uint8"), lambda t: t.insert([9], np.array([-1], np.int8)), ValueError, "values"),
-    ("2 into bool", lambda: full_map(vd="bool"), lambda t: t.insert([9], [2]), ValueError, "values"),
-    ("0.5 into bool", lambda: full_map(vd="bool"), lambda t: t.insert([9], [0.5]), ValueError, "values"),
-    ("1e300 into float32", lambda: full_map(vd="float32"), lambda t: t.insert([9], [1e300]), ValueError, "values"),
-    ("2**25+1 into float32", lambda: full_map(vd="float32"), lambda t: t.insert([9], np.array([2**25 + 1], np.int64)), ValueError, "values"),
-    ("2**53+1 int64 into float64", lambda: full_map(vd="float64"), lambda t: t.insert([9], np.array([2**53 + 1], np.int64)), ValueError, "values"),
-    ("2**64-1 uint64 into float64", lambda: full_map(vd="float64"), lambda t: t.insert([9], np.array([2**64 - 1], U64)), ValueError, "values"),
+    ("nan into int64", partial(full_map, vd="int64"), lambda t: t.insert([9], [np.nan]), ValueError, "values"),
+    ("inf into int16", partial(full_map, vd="int16"), lambda t: t.insert([9], [np.inf]), ValueError, "values"),
+    ("2**63 into int64", partial(full_map, vd="int64"), lambda t: t.insert([9], [2**63]), ValueError, "values"),
+    ("uint64 max into int64", partial(full_map, vd="int64"), lambda t: t.insert([9], np.array([2**64 - 1], U64)), ValueError, "values"),
+    ("-1 int8 into uint8", partial(full_map, vd="uint8"), lambda t: t.insert([9], np.array([-1], np.int8)), ValueError, "values"),
+    ("2 into bool", partial(full_map, vd="bool"), lambda t: t.insert([9], [2]), ValueError, "values"),
+    ("0.5 into bool", partial(full_map, vd="bool"), lambda t: t.insert([9], [0.5]), ValueError, "values"),
+    ("1e300 into float32", partial(full_map, vd="float32"), lambda t: t.insert([9], [1e300]), ValueError, "values"),
+    ("2**25+1 into float32", partial(full_map, vd="float32"), lambda t: t.insert([9], np.array([2**25 + 1], np.int64)), ValueError, "values"),
+    ("2**53+1 int64 into float64", partial(full_map, vd="float64"), lambda t: t.insert([9], np.array([2**53 + 1], np.int64)), ValueError, "values"),
+    ("2**64-1 uint64 into float64", partial(full_map, vd="float64"), lambda t: t.insert([9], np.array([2**64 - 1], U64)), ValueError, "values"),
     ("int64 -1 array into uint64", full_map, lambda t: t.insert([9], np.array([-1], np.int64)), ValueError, "values"),
-    ("int32 -5 array into uint32", lambda: full_map(vd="uint32"), lambda t: t.insert([9], np.array([-5], np.int32)), ValueError, "values"),
+    ("int32 -5 array into uint32", partial(full_map, vd="uint32"), lambda t: t.insert([9], np.array([-5], np.int32)), ValueError, "values"),
     ("string values", full_map, lambda t: t.insert([9], ["1"]), TypeError, "values"),
     ("negative count", full_counter, lambda t: t.add([9], counts=[-1]), ValueError, "counts"),
-    ("negative int64 count array into uint64", lambda: full_counter(cd="uint64"), lambda t: t.add([9], counts=np.array([-1], np.int64)), ValueError, "counts"),
+    ("negative int64 count array into uint64", partial(full_counter, cd="uint64"), lambda t: t.add([9], counts=np.array([-1], np.int64)), ValueError, "counts"),
     ("count too big for uint8", full_counter, lambda t: t.add([9], counts=[256]), ValueError, "counts"),
     ("fractional count", full_counter, lambda t: t.add([9], counts=[0.5]), ValueError, "counts"),
-    ("default does not fit", lambda: full_map(vd="uint8"), lambda t: t.get([1, 2], default=-1), ValueError, "default"),
-    ("default 1.5 into int", lambda: full_map(vd="int32"), lambda t: t.get([1, 2], default=1.5), ValueError, "default"),
+    ("default does not fit", partial(full_map, vd="uint8"), lambda t: t.get([1, 2], default=-1), ValueError, "default"),
+    ("default 1.5 into int", partial(full_map, vd="int32"), lambda t: t.get([1, 2], default=1.5), ValueError, "default"),
     # --- on_duplicate
     ("bad on_duplicate", full_map, lambda t: t.insert([9], [1], on_duplicate="sum"), ValueError, "on_duplicate"),
     ("on_duplicate None", full_map, lambda t: t.insert([9], [1], on_duplicate=None), ValueError, "on_duplicate"),
-    ("float16 add", lambda: full_map(vd="float16"), lambda t: t.insert([1], [1.0], on_duplicate="add"), TypeError, "on_duplicate"),
-    # --- GPU arrays into a CPU table
-    ("gpu keys insert", full_map, lambda t: t.insert(FakeGpuArray(), [1, 2, 3]), ValueError, "keys"),
-    ("gpu values insert", full_map, lambda t: t.insert([7, 8, 9], FakeGpuArray()), ValueError, "values"),
-    ("gpu keys get", full_map, lambda t: t.get(FakeGpuArray()), ValueError, "keys"),
-    ("gpu keys erase", full_map, lambda t: t.erase(FakeGpuArray()), ValueError, "keys"),
-    ("gpu keys set add", full_set, lambda t: t.add(FakeGpuArray()), ValueError, "keys"),
-    ("gpu counts", full_counter, lambda t: t.add([7, 8, 9], FakeGpuArray()), ValueError, "counts"),
-    ("gpu keys union", full_set, lambda t: t.union(FakeGpuArray()), ValueError, "other"),
+    ("float16 add", partial(full_map, vd="float16"), lambda t: t.insert([1], [1.0], on_duplicate="add"), TypeError, "on_duplicate"),
     # --- set algebra operands
     ("float operand union", full_set, lambda t: t.union(np.array([1.5])), TypeError, "other"),
     ("negative operand intersection", full_set, lambda t: t.intersection(np.array([-1])), ValueError, "other"),
@@ -124,16 +118,79 @@ CASES = [
     ("most_common negative", full_counter, lambda t: t.most_common(-1), ValueError, "n="),
     ("for_each plain function", full_map, lambda t: t.for_each(lambda k, v: None), TypeError, "fn"),
 ]
+CPU_CASES = [
+    # GPU arrays into a CPU table
+    ("gpu keys insert", full_map, lambda t: t.insert(FakeGpuArray(), [1, 2, 3]), ValueError, "keys"),
+    ("gpu values insert", full_map, lambda t: t.insert([7, 8, 9], FakeGpuArray()), ValueError, "values"),
+    ("gpu keys get", full_map, lambda t: t.get(FakeGpuArray()), ValueError, "keys"),
+    ("gpu keys erase", full_map, lambda t: t.erase(FakeGpuArray()), ValueError, "keys"),
+    ("gpu keys set add", full_set, lambda t: t.add(FakeGpuArray()), ValueError, "keys"),
+    ("gpu counts", full_counter, lambda t: t.add([7, 8, 9], FakeGpuArray()), ValueError, "counts"),
+    ("gpu keys union", full_set, lambda t: t.union(FakeGpuArray()), ValueError, "other"),
+]
 
 
-@pytest.mark.parametrize("factory,call,exc,match", [c[1:] for c in CASES],
-                         ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("factory,call,exc,match", [c[1:] for c in CASES + CPU_CASES],
+                         ids=[c[0] for c in CASES + CPU_CASES])
 def test_bad_input_is_rejected_before_anything_changes(factory, call, exc, match):
     table = factory()
     before = snapshot(table)
     with pytest.raises(exc, match=match):
         call(table)
     assert snapshot(table) == before
+
+
+# ------------------------------------------------------------------------------- GPU tables
+def _device_array(values, dtype):
+    from numba import cuda
+
+    return cuda.to_device(np.asarray(values, dtype))
+
+
+# Device inputs to a GPU table: used in place when their dtype is the table's; a dtype that
+# does not always convert exactly is refused with the .astype() to call.
+GPU_CASES = [
+    ("device float keys", full_map, lambda t: t.get(_device_array([1.0], np.float64)), TypeError, "keys must be integers"),
+    ("device int64 keys into uint64", full_set, lambda t: t.add(_device_array([1, -2], np.int64)), TypeError, r"keys.astype\('uint64'\)"),
+    ("device uint64 keys into int32", partial(full_map, "int32"), lambda t: t.insert(_device_array([1], U64), [1]), TypeError, "astype"),
+    ("device 2-D keys", full_set, lambda t: t.contains(_device_array(np.zeros((2, 2)), U64)), ValueError, "keys must be 1-D"),
+    ("device strided keys", full_set, lambda t: t.add(_device_array(np.arange(8), U64)[::2]), ValueError, "contiguous"),
+    ("device values too few", full_map, lambda t: t.insert([7, 8, 9], _device_array([1, 2], U64)), ValueError, "values has 2 elements"),
+    ("device int64 values into uint8", partial(full_map, vd="uint8"), lambda t: t.insert([7], _device_array([1], np.int64)), TypeError, "values.astype"),
+    ("device float values into int32", partial(full_map, vd="int32"), lambda t: t.insert([7], _device_array([1.0], np.float64)), TypeError, "values"),
+    ("device counts into uint8", full_counter, lambda t: t.add([7], _device_array([1], np.uint32)), TypeError, "counts"),
+    ("device float counts", full_counter, lambda t: t.add([7], _device_array([1.0], np.float32)), TypeError, "counts"),
+    ("device float operand", full_set, lambda t: t.union(_device_array([1.5], np.float64)), TypeError, "other"),
+]
+
+_gpu_tables = {}
+
+
+def _gpu_table(factory):
+    """One GPU table per factory, shared by the cases (each rejected call must leave it as it
+    was, which is what is checked): building a table on the simulator takes a second."""
+    key = factory
+    if isinstance(factory, partial):  # (equal partials make equal tables)
+        key = (factory.func, factory.args, tuple(sorted(factory.keywords.items())))
+    if key not in _gpu_tables:
+        previous = bulkhash.set_default_device("cuda")
+        try:
+            _gpu_tables[key] = factory()
+        finally:
+            bulkhash.set_default_device(previous)
+    return _gpu_tables[key]
+
+
+@pytest.mark.skipif("cuda" not in DEVICES, reason="the CUDA backend is not under test")
+@pytest.mark.parametrize("factory,call,exc,match", [c[1:] for c in CASES + GPU_CASES],
+                         ids=[c[0] for c in CASES + GPU_CASES])
+def test_bad_input_to_a_gpu_table_changes_nothing(factory, call, exc, match):
+    table = _gpu_table(factory)
+    assert table.device == "cuda"
+    before = raw_state(table)
+    with pytest.raises(exc, match=match):
+        call(table)
+    assert raw_state(table) == before
 
 
 def test_fixed_table_reserve_beyond_capacity():
