@@ -13,8 +13,11 @@ import numpy as np
 import pytest
 
 import bulkhash
-from _support import (assert_counter_equals, assert_map_equals, assert_set_equals, edge_keys,
-                      random_keys, random_values)
+from _support import (DEVICES, assert_counter_equals, assert_map_equals, assert_set_equals,
+                      edge_keys, host, random_keys, random_values, sized)
+
+# Round trips and loaded tables run on each backend; the file-format checks need one.
+on_each_device = pytest.mark.usefixtures("each_device")
 
 HEADER_PREFIX = 24  # magic(8) version(4) header length(4) header crc(4) reserved(4)
 
@@ -36,6 +39,7 @@ def flip(path, pos):
 
 
 def sample_map(kd="int64", vd="float32", n=3000, **kwargs):
+    n = sized(n, min(n, 200))
     rng = np.random.default_rng(n)
     keys = np.unique(random_keys(rng, kd, n))
     values = random_values(rng, vd, keys.size)
@@ -47,6 +51,7 @@ def sample_map(kd="int64", vd="float32", n=3000, **kwargs):
 
 
 # ------------------------------------------------------------------------------- round trips
+@on_each_device
 @pytest.mark.parametrize("mmap", [False, True], ids=["read", "mmap"])
 @pytest.mark.parametrize("kd,vd", [("uint64", "uint64"), ("int64", "float32"),
                                    ("uint32", "int8"), ("int32", "bool"), ("uint32", "float64")])
@@ -62,10 +67,11 @@ def test_map_round_trip(tmp_path, kd, vd, mmap):
     assert_map_equals(loaded, ref)
 
 
+@on_each_device
 @pytest.mark.parametrize("mmap", [False, True], ids=["read", "mmap"])
 @pytest.mark.parametrize("kd", ["uint64", "int32"])
 def test_set_and_counter_round_trip(tmp_path, kd, mmap):
-    keys = np.array(edge_keys(kd) * 3 + list(range(3, 500)), kd)
+    keys = np.array(edge_keys(kd) * 3 + list(range(3, sized(500, 60))), kd)
     s = bulkhash.HashSet(kd, capacity=600, growable=False)
     s.add(keys)
     c = bulkhash.Counter(kd, "uint16")
@@ -81,46 +87,50 @@ def test_set_and_counter_round_trip(tmp_path, kd, mmap):
     assert_counter_equals(c2, collections.Counter(keys.tolist()))
 
 
+@on_each_device
 def test_empty_table_round_trip(tmp_path):
     for t in (bulkhash.HashMap(), bulkhash.HashSet("int32"), bulkhash.Counter("uint32", "uint8")):
         t.save(tmp_path / "e.bh")
         for mmap in (False, True):
             loaded = bulkhash.load(tmp_path / "e.bh", mmap=mmap)
             assert type(loaded) is type(t) and len(loaded) == 0
-            assert loaded.keys().size == 0
+            assert host(loaded.keys()).size == 0
 
 
 # ------------------------------------------------------------------------------- loaded tables
+@on_each_device
 @pytest.mark.parametrize("mmap", [False, True], ids=["read", "mmap"])
 def test_loaded_table_is_mutable_and_file_unchanged(tmp_path, mmap):
-    m, ref = sample_map("uint64", "uint64", capacity=8000)
+    m, ref = sample_map("uint64", "uint64", capacity=sized(8000, 400))
     path = tmp_path / "m.bh"
     m.save(path)
     before = digest(path)
     loaded = bulkhash.load(path, mmap=mmap)
     # in-place changes (no growth): insert, update, erase
     present = np.array(sorted(ref), np.uint64)
-    loaded.insert(present[:100], 5, on_duplicate="add")
+    third = present.size // 3
+    loaded.insert(present[:third], 5, on_duplicate="add")
     loaded.insert([0, 2**64 - 1, 12345], [1, 2, 3])
-    loaded.erase(present[100:200])
-    for k in present[:100].tolist():
+    loaded.erase(present[third:2 * third])
+    for k in present[:third].tolist():
         ref[k] = ref[k] + np.uint64(5)
-    for k in present[100:200].tolist():
+    for k in present[third:2 * third].tolist():
         del ref[k]
     ref.update({0: 1, 2**64 - 1: 2, 12345: 3})
     assert_map_equals(loaded, ref)
     assert digest(path) == before, "changing a loaded table changed its file"
     # growth replaces the arrays; the file still does not change
-    more = np.arange(10**6, 10**6 + 20_000, dtype=np.uint64)
+    more = np.arange(10**6, 10**6 + sized(20_000, 300), dtype=np.uint64)
     loaded.insert(more, more)
     ref.update(zip(more.tolist(), more))
     assert_map_equals(loaded, ref)
     loaded.clear()
     assert digest(path) == before
     # and the file still loads as it was saved
-    assert_map_equals(bulkhash.load(path), dict(zip(*[a.tolist() for a in m.items()])))
+    assert_map_equals(bulkhash.load(path), dict(zip(*[host(a).tolist() for a in m.items()])))
 
 
+@on_each_device
 @pytest.mark.parametrize("mmap", [False, True], ids=["read", "mmap"])
 def test_loaded_fixed_table_still_refuses_keys_beyond_capacity(tmp_path, mmap):
     m = bulkhash.HashMap("int32", "int32", 10, growable=False)
@@ -135,6 +145,7 @@ def test_loaded_fixed_table_still_refuses_keys_beyond_capacity(tmp_path, mmap):
     assert loaded[-1] == 1
 
 
+@on_each_device
 def test_save_over_own_mmapped_file(tmp_path):
     m, ref = sample_map("int64", "int64")
     path = tmp_path / "m.bh"
@@ -148,6 +159,7 @@ def test_save_over_own_mmapped_file(tmp_path):
     assert_map_equals(bulkhash.load(path, mmap=True), ref)
 
 
+@on_each_device
 def test_copy_of_mmapped_table_is_independent(tmp_path):
     m, ref = sample_map("uint32", "uint32")
     m.save(tmp_path / "m.bh")
@@ -156,6 +168,37 @@ def test_copy_of_mmapped_table_is_independent(tmp_path):
     c.insert([7], [7])
     c.erase(np.array(sorted(ref)[:10], np.uint32))
     assert_map_equals(loaded, ref)
+
+
+# ------------------------------------------------------------------------------- across backends
+@pytest.mark.skipif("cuda" not in DEVICES, reason="the CUDA backend is not under test")
+@pytest.mark.parametrize("saved_on,loaded_on", [("cpu", "cuda"), ("cuda", "cpu")])
+@pytest.mark.parametrize("mmap", [False, True], ids=["read", "mmap"])
+def test_a_table_saved_on_one_backend_loads_on_the_other(tmp_path, saved_on, loaded_on, mmap):
+    """The two backends lay slots out differently, so loading re-inserts every entry: the
+    reserved-key rows, tombstones and every kind of table must come through."""
+    keys = np.array(edge_keys("int64") + list(range(3, 120)), np.int64)
+    m = bulkhash.HashMap("int64", "float32", max_load_factor=0.7, seed=5, device=saved_on)
+    m.insert(keys, keys.astype(np.float32) / 4)
+    m.erase(keys[::5])  # tombstones, and the reserved keys' rows emptied again for some
+    ref = {k: np.float32(k / 4) for i, k in enumerate(keys.tolist()) if i % 5}
+    s = bulkhash.HashSet("uint32", capacity=300, growable=False, device=saved_on)
+    s.add(np.array([0, 2**32 - 1, 7, 7, 9], np.uint32))
+    c = bulkhash.Counter("uint64", "uint8", device=saved_on)
+    c.add(np.array([0, 2**64 - 1, 2**64 - 1, 5] + [6] * 300, np.uint64))
+    for name, table in (("m", m), ("s", s), ("c", c)):
+        table.save(tmp_path / f"{name}.bh")
+    m2, s2, c2 = (bulkhash.load(tmp_path / f"{name}.bh", mmap=mmap, device=loaded_on)
+                  for name in "msc")
+    assert {m2.device, s2.device, c2.device} == {loaded_on}
+    assert (m2.seed, m2.max_load_factor, m2.capacity) == (5, 0.7, m.capacity)
+    assert_map_equals(m2, ref)
+    assert not s2.growable and s2.capacity == 300
+    assert_set_equals(s2, {0, 2**32 - 1, 7, 9})
+    assert_counter_equals(c2, collections.Counter({0: 1, 2**64 - 1: 2, 5: 1, 6: 255}))
+    m2.insert([10**12], [1.5])  # and each stays a working table
+    ref[10**12] = np.float32(1.5)
+    assert_map_equals(m2, ref)
 
 
 # ------------------------------------------------------------------------------- atomic save
