@@ -25,6 +25,10 @@ Limits:
 * When another thread's exception aborts a launch, lanes already waiting here are not woken:
   they linger until their timeout, but cannot meet the threads of a later launch.
 * ``activemask()`` and the ``shfl_up/down/xor`` variants are not provided.
+
+``install()`` also gives all the simulator's atomics one lock, and makes launches from
+different host threads take turns (``_serialize_launches``): two things a GPU does right and
+the simulator does not.
 """
 
 from __future__ import annotations
@@ -187,3 +191,31 @@ def install() -> None:
 
     for name, method in _INTRINSICS.items():
         setattr(FakeCUDAModule, name, method)
+    _serialize_launches()
+
+
+def _serialize_launches() -> None:
+    """Make kernel launches from different host threads take turns.
+
+    The simulator keeps "the kernel now running" in a module-level stack and swaps the fake
+    ``cuda`` module into the kernel's globals for the launch, so a second host thread that
+    launches meanwhile is taken for a device-function call of the first and fails. On a GPU,
+    launches from several host threads are fine (the tests of Python threads sharing a table
+    make them); here one lock serialises them. Calls made by the simulated GPU threads
+    themselves (device functions) never take it.
+    """
+    from numba.cuda.simulator import kernel
+
+    launch = kernel.FakeCUDAKernel.__call__
+    if getattr(launch, "serialized", False):
+        return
+    lock = threading.RLock()
+
+    def serialized(self, *args):
+        if self._device or isinstance(threading.current_thread(), kernel.BlockThread):
+            return launch(self, *args)
+        with lock:
+            return launch(self, *args)
+
+    serialized.serialized = True
+    kernel.FakeCUDAKernel.__call__ = serialized

@@ -11,10 +11,15 @@ import textwrap
 import threading
 
 import numpy as np
+import pytest
 
 import bulkhash
 from _ref_kernels import COUNTER_TYPES, MAP_TYPES, counter_add, map_insert
-from _support import PARALLEL_BATCH, assert_counter_equals, assert_map_equals, assert_set_equals
+from _support import (PARALLEL_BATCH, assert_counter_equals, assert_map_equals, assert_set_equals,
+                      host, sized)
+
+# The bulk-operation tests run on each backend: a GPU table's calls take the same locks.
+on_each_device = pytest.mark.usefixtures("each_device")
 
 
 def run_threads(*targets, timeout=120):
@@ -45,10 +50,11 @@ def value_of(keys):
     return keys * np.uint64(3) + np.uint64(1)
 
 
+@on_each_device
 def test_concurrent_inserts_and_lookups_on_one_map():
     m = bulkhash.HashMap("uint64", "uint64", capacity=16)
     writers = 3
-    sizes = [10, 500, PARALLEL_BATCH + 1000, 3, 40_000, 100]
+    sizes = sized([10, 500, PARALLEL_BATCH + 1000, 3, 40_000, 100], [10, 60, 3, 30])
     batches = {}
     for w in range(writers):
         start = (w + 1) << 40
@@ -68,8 +74,8 @@ def test_concurrent_inserts_and_lookups_on_one_map():
     def reader():
         rng = np.random.default_rng()
         while not stop.is_set():
-            probe = everything[rng.integers(0, everything.size, 30_000)]
-            values, found = m.find(probe)
+            probe = everything[rng.integers(0, everything.size, sized(30_000, 40))]
+            values, found = (host(x) for x in m.find(probe))
             # a key is either absent (not inserted yet) or has exactly its value
             np.testing.assert_array_equal(values[found], value_of(probe[found]))
             assert len(m) <= everything.size
@@ -84,10 +90,12 @@ def test_concurrent_inserts_and_lookups_on_one_map():
     assert_map_equals(m, dict(zip(everything.tolist(), value_of(everything))))
 
 
+@on_each_device
 def test_concurrent_counter_adds_are_exact():
     c = bulkhash.Counter("int64", "uint32")
     rng = np.random.default_rng(31)
-    batches = [rng.integers(-500, 500, size) for size in (1000, PARALLEL_BATCH * 2, 77, 5000)]
+    batches = [rng.integers(-500, 500, size)
+               for size in sized((1000, PARALLEL_BATCH * 2, 77, 5000), (100, 7, 30))]
 
     def adder():
         for b in batches:
@@ -98,9 +106,11 @@ def test_concurrent_counter_adds_are_exact():
     assert_counter_equals(c, dict(zip(keys.tolist(), (4 * counts).tolist())))
 
 
+@on_each_device
 def test_concurrent_set_add_erase_contains():
     s = bulkhash.HashSet("int32")
-    ranges = [np.arange(i * 100_000, i * 100_000 + 30_000, dtype=np.int32) for i in range(3)]
+    n = sized(30_000, 40)
+    ranges = [np.arange(i * 100_000, i * 100_000 + n, dtype=np.int32) for i in range(3)]
 
     def churn(keys):
         def run():
@@ -116,11 +126,13 @@ def test_concurrent_set_add_erase_contains():
     assert_set_equals(s, set(np.concatenate(ranges).tolist()))
 
 
+@on_each_device
 def test_copy_and_save_see_whole_batches(tmp_path):
     """A copy (or a save) taken while other threads insert holds each insert call entirely or
     not at all: calls are atomic with respect to readers."""
     m = bulkhash.HashMap("uint64", "uint32", capacity=8)
-    batches = [np.arange(i * 10_000, (i + 1) * 10_000, dtype=np.uint64) for i in range(1, 25)]
+    n, rounds = sized((10_000, 12), (30, 3))
+    batches = [np.arange(i * n, (i + 1) * n, dtype=np.uint64) for i in range(1, 2 * rounds + 1)]
     snapshots = []
 
     def writer():
@@ -128,7 +140,7 @@ def test_copy_and_save_see_whole_batches(tmp_path):
             m.insert(b, np.uint32(7))
 
     def copier():
-        for i in range(12):
+        for i in range(rounds):
             snapshots.append(m.copy())
             path = tmp_path / f"s{i}.bh"
             m.save(path)
@@ -136,9 +148,9 @@ def test_copy_and_save_see_whole_batches(tmp_path):
 
     run_threads(writer, copier)
     for snap in snapshots:
-        counts = [int(snap.contains(b).sum()) for b in batches]
+        counts = [int(host(snap.contains(b)).sum()) for b in batches]
         assert all(n in (0, b.size) for n, b in zip(counts, batches)), counts
-        assert (snap.values() == 7).all()
+        assert (host(snap.values()) == 7).all()
 
 
 # ------------------------------------------------------------------------------- refs + threads
