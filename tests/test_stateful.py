@@ -15,16 +15,17 @@ import tempfile
 
 import numpy as np
 import pytest
-from hypothesis import event, note
+from hypothesis import event, note, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, precondition,
                                  rule)
 
 import bulkhash
-from _support import (ARITHMETIC, COUNT_DTYPES, KEY_DTYPES, ON_DUPLICATE, PARALLEL_BATCH,
-                      VALUE_DTYPES, apply_erase, apply_insert, assert_counter_equals,
-                      assert_map_equals, assert_same_values, assert_set_equals, check_sizes,
-                      key_array, key_values, random_keys, random_values, snapshot, value_values)
+from _support import (ARITHMETIC, COUNT_DTYPES, DEVICES, KEY_DTYPES, ON_DUPLICATE,
+                      PARALLEL_BATCH, VALUE_DTYPES, apply_erase, apply_insert,
+                      assert_counter_equals, assert_map_equals, assert_same_values,
+                      assert_set_equals, check_sizes, key_array, key_values, on_simulator,
+                      random_keys, random_values, snapshot, value_values)
 
 Status = bulkhash.Status
 FIXED_CAPACITIES = [0, 1, 5, 17, 64, 300, 20_000]
@@ -54,9 +55,11 @@ class TableMachine(RuleBasedStateMachine):
     def setup_common(self, kd, fixed, capacity, mlf, seed, large):
         self.kd = np.dtype(kd)
         self.fixed = fixed
-        self.large_left = 2 if large else 0  # large batches per run: they are slow to check
+        # large batches per run: they are slow to check (and on the simulator, to run)
+        self.large_left = 2 if large and not on_simulator() else 0
         kwargs = dict(growable=not fixed, max_load_factor=mlf, seed=seed)
         note(f"table: key_dtype={kd} fixed={fixed} capacity={capacity} {kwargs}")
+        event(f"device: {bulkhash.get_default_device()}")
         return kwargs
 
     def draw_keys(self, data, max_size=40):
@@ -499,3 +502,30 @@ class CounterMachine(TableMachine):
 TestHashMapStateful = HashMapMachine.TestCase
 TestHashSetStateful = HashSetMachine.TestCase
 TestCounterStateful = CounterMachine.TestCase
+
+
+# ==================================================================================== on a GPU
+def on_gpu(machine: type[RuleBasedStateMachine]):
+    """The machine's test case with every table on the CUDA backend. On the simulator a step
+    takes seconds, so a run draws a twentieth of the profile's examples (5 by default, 50 in
+    the thorough profile) of at most 12 steps, without the large batches."""
+    profile = settings.default
+
+    @pytest.mark.skipif("cuda" not in DEVICES, reason="the CUDA backend is not under test")
+    class OnGpu(machine.TestCase):
+        settings = settings(profile, max_examples=max(3, profile.max_examples // 20),
+                            stateful_step_count=min(12, profile.stateful_step_count))
+
+        def setUp(self):
+            self.previous_device = bulkhash.set_default_device("cuda")
+
+        def tearDown(self):
+            bulkhash.set_default_device(self.previous_device)
+
+    OnGpu.__name__ = OnGpu.__qualname__ = f"{machine.__name__}OnGpu"
+    return OnGpu
+
+
+TestHashMapStatefulOnGpu = on_gpu(HashMapMachine)
+TestHashSetStatefulOnGpu = on_gpu(HashSetMachine)
+TestCounterStatefulOnGpu = on_gpu(CounterMachine)
