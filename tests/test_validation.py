@@ -290,3 +290,24 @@ def _noop(key, value):
 
 def test_for_each_on_empty_table():
     bulkhash.HashMap().for_each(_noop)
+
+
+def test_gpu_table_without_a_gpu_says_what_to_do():
+    """Without a GPU (and without the simulator) device='cuda' fails at once, saying why and
+    what to use instead, not inside a kernel launch."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numba.cuda, bulkhash\n"
+            "if numba.cuda.is_available(): print('HAS A GPU'); raise SystemExit\n"
+            "try:\n"
+            "    bulkhash.HashMap(device='cuda')\n"
+            "except RuntimeError as err:\n"
+            "    print(err)\n")
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=300, check=True).stdout
+    if "HAS A GPU" in out:
+        pytest.skip("this machine has a GPU")
+    assert "no usable CUDA GPU" in out and "device='cpu'" in out, out
