@@ -31,6 +31,8 @@ class Status(enum.IntFlag):
     OUT_OF_CAPACITY = 8
     #: a count or sum hit its dtype's maximum and was clipped there
     COUNT_SATURATED = 16
+    #: the value was not stored: its key already holds ``max_values_per_key`` values (MultiMap)
+    MAX_VALUES_REACHED = 32
 
 
 class TableFullError(RuntimeError):
