@@ -6,7 +6,8 @@
   into something close to the machine's random-gather throughput.
 * ``cas(arr, i, expected, new)``: an atomic compare-and-swap on ``arr[i]`` returning the old value.
   Refs use it, because a user's own ``prange`` loop may insert from several threads at once.
-* ``atomic_add(arr, i, v)``: an atomic fetch-add returning the old value (refs' size counter).
+* ``atomic_add(arr, i, v)``: an atomic fetch-add returning the old value (refs' size counter);
+  ``atomic_or(arr, i, v)`` likewise (a Bloom filter's bits set from several threads).
 * ``line_equal_mask(arr, i, value)``: one vector compare of the 64 bytes starting at ``arr[i]``
   against ``value``: a bitmask with bit ``j`` set where ``arr[i + j] == value``. The bucket scan
   is three of these on one cache line (LLVM loads the line once): a match, an empty slot, a
@@ -105,19 +106,29 @@ def cas(typingctx, arr, index, expected, new):
     return sig, codegen
 
 
-@intrinsic
-def atomic_add(typingctx, arr, index, value):
-    """Atomic ``arr.flat[index] += value``; returns the value before the addition."""
-    if not isinstance(arr, types.Array) or not isinstance(index, types.Integer):
-        return None
-    dtype = arr.dtype
-    sig = dtype(arr, index, dtype)
+def _atomic_rmw(op: str, doc: str):
+    """An intrinsic ``f(arr, i, v)`` that applies LLVM ``atomicrmw op`` to ``arr.flat[i]`` and
+    returns the element's value before it (the fetch-and-op instructions: lock xadd, lock or)."""
 
-    def codegen(context, builder, signature, args):
-        ptr = _element_pointer(context, builder, arr, args[0], args[1])
-        return builder.atomic_rmw("add", ptr, args[2], "monotonic")
+    def typer(typingctx, arr, index, value):
+        if not isinstance(arr, types.Array) or not isinstance(index, types.Integer):
+            return None
+        dtype = arr.dtype
+        sig = dtype(arr, index, dtype)
 
-    return sig, codegen
+        def codegen(context, builder, signature, args):
+            ptr = _element_pointer(context, builder, arr, args[0], args[1])
+            return builder.atomic_rmw(op, ptr, args[2], "monotonic")
+
+        return sig, codegen
+
+    typer.__name__ = f"atomic_{op}"
+    typer.__doc__ = doc
+    return intrinsic(typer)
+
+
+atomic_add = _atomic_rmw("add", "Atomic ``arr.flat[index] += value``; returns the value before.")
+atomic_or = _atomic_rmw("or", "Atomic ``arr.flat[index] |= value``; returns the word before.")
 
 
 def _bitcast(name, src, dst, llvm_dst):
