@@ -6,19 +6,22 @@ Public names:
 * ``HashSet``  -- a set of keys
 * ``Counter``  -- key -> count, saturating
 * ``BloomFilter`` -- approximate membership (pattern-blocked, no deletes)
+* ``CuckooFilter`` -- approximate membership with deletes
 * ``load``     -- open a table written by ``save``
 * ``set_default_device``, ``get_default_device`` -- where tables live when not told ("cpu")
-* ``Status``, ``InsertResult``, ``TableFullError``, ``FormatError`` -- what calls report
+* ``Status``, ``InsertResult``, ``TableFullError`` (``FilterFullError``), ``FormatError`` --
+  what calls report
 """
 
 from ._base import get_default_device, set_default_device
 from .bloom import BloomFilter
 from .counter import Counter
+from .cuckoo import CuckooFilter, FilterFullError
 from .hashmap import HashMap
 from .hashset import HashSet
 from .io import FormatError, load
 from .status import InsertResult, Status, TableFullError
 
-__all__ = ["BloomFilter", "Counter", "FormatError", "HashMap", "HashSet", "InsertResult", "Status",
+__all__ = ["BloomFilter", "Counter", "CuckooFilter", "FilterFullError", "FormatError", "HashMap", "HashSet", "InsertResult", "Status",
            "TableFullError", "get_default_device", "load", "set_default_device"]
 __version__ = "0.1.0"
