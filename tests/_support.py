@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 from hypothesis import strategies as st
@@ -45,6 +49,26 @@ def on_simulator() -> bool:
 def sized(cpu, simulator):
     """``cpu`` normally, ``simulator`` where the test runs on the CUDA simulator."""
     return simulator if on_simulator() else cpu
+
+
+def run_simulated(tmp_path: Path, prelude: str, body: str, timeout: float,
+                  **inputs: np.ndarray) -> dict[str, np.ndarray]:
+    """Run ``prelude`` then ``body`` in a child Python on Numba's CUDA simulator (which must be
+    switched on before Numba is imported, and this process may have it off). The child starts
+    with ``inputs`` (a dict of the arrays given here) and an empty dict ``outputs``, which it
+    fills; those arrays come back."""
+    in_file, out_file = tmp_path / "inputs.npz", tmp_path / "outputs.npz"
+    np.savez(in_file, **inputs)
+    script = (prelude
+              + f"\nimport numpy as np\ninputs = dict(np.load({str(in_file)!r}))\noutputs = {{}}\n"
+              + textwrap.dedent(body)
+              + f"\nnp.savez({str(out_file)!r}, **outputs)\n")
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-4000:]
+    with np.load(out_file, allow_pickle=False) as out:
+        return dict(out)
 
 
 # ------------------------------------------------------------------------------------- keys

@@ -11,9 +11,6 @@ the device's.
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 import textwrap
 from fractions import Fraction
 
@@ -521,12 +518,9 @@ def test_gpu_kernels_and_refs_compile_to_ptx():
     if bulkhash.get_default_device() == "cuda":
         pytest.skip("a compile check: once is enough")
     pytest.importorskip("numba_cuda", reason="needs numba-cuda (pip install bulkhash[cuda])")
-    from test_cuda_compile import _NO_DRIVER
+    from test_cuda_compile import _NO_DRIVER, _child
 
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    script = "CC = (8, 0)\n" + _NO_DRIVER + textwrap.dedent(_COMPILE)
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, timeout=900)
+    done = _child("CC = (8, 0)\n" + _NO_DRIVER + textwrap.dedent(_COMPILE))
     assert done.returncode == 0, done.stderr[-4000:]
     for line in done.stdout.strip().splitlines()[-2:]:
         cc, report = eval(line[3:])

@@ -15,12 +15,12 @@ import collections
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import _support
 from _support import edge_keys
 
 pytest.importorskip("numba_cuda", reason="needs numba-cuda (pip install bulkhash[cuda])")
@@ -28,11 +28,10 @@ pytest.importorskip("numba_cuda", reason="needs numba-cuda (pip install bulkhash
 TESTS_DIR = Path(__file__).resolve().parent
 BLOCK = 64  # threads per block of every simulated launch (two warps: lanes of one rendezvous)
 
-# Loaded by every child before its test body: the warp-intrinsic shim, one lock for the
-# simulator's atomics, and the user kernels the tests launch.
+# Loaded by every child before its test body: the warp-intrinsic shim (``install()`` also gives
+# the simulator's atomics one lock) and the user kernels the tests launch.
 _PRELUDE = """
 import sys
-import threading
 
 import numpy as np
 
@@ -42,22 +41,9 @@ import cudasim_warp
 cudasim_warp.install()
 cudasim_warp.RENDEZVOUS_TIMEOUT_S = 20.0  # a broken rendezvous fails fast instead of stalling
 
-# The simulator guards each kind of atomic with a lock of its own, so an atomic sub and an atomic
-# add on one word -- a ref's room: claim_row takes a key off it and gives it back when it loses
-# a race -- can interleave and lose an update. A GPU's atomics cannot; give them one lock.
-from numba.cuda.simulator import kernelapi
-
-_ATOMICS = threading.Lock()
-for _name in ("add", "sub", "and", "or", "xor", "max", "min", "compare_and_swap", "cas", "inc",
-              "dec", "exch"):
-    setattr(kernelapi, _name + "lock", _ATOMICS)
-
 from numba import cuda
 
 import bulkhash
-
-inputs = dict(np.load({inputs!r}))
-outputs = {{}}
 BLOCK = {block}
 
 
@@ -126,18 +112,9 @@ def host(arr):
 
 
 def run_simulated(tmp_path: Path, body: str, **inputs: np.ndarray) -> dict[str, np.ndarray]:
-    """Run ``body`` under the simulator with ``inputs`` and return the ``outputs`` it fills."""
-    in_file, out_file = tmp_path / "inputs.npz", tmp_path / "outputs.npz"
-    np.savez(in_file, **inputs)
-    script = (_PRELUDE.format(tests_dir=str(TESTS_DIR), inputs=str(in_file), block=BLOCK)
-              + textwrap.dedent(body)
-              + f"\nnp.savez({str(out_file)!r}, **outputs)\n")
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-4000:]
-    with np.load(out_file, allow_pickle=False) as out:
-        return dict(out)
+    """Run ``body`` under the simulator, after the prelude, with ``inputs``; its ``outputs``."""
+    prelude = _PRELUDE.format(tests_dir=str(TESTS_DIR), block=BLOCK)
+    return _support.run_simulated(tmp_path, prelude, body, 300, **inputs)
 
 
 def distinct_keys(rng, dtype, n, avoid=()) -> np.ndarray:

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import _support
+
 pytest.importorskip("numba_cuda", reason="needs numba-cuda (pip install bulkhash[cuda])")
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -35,8 +37,6 @@ import cudasim_warp
 cudasim_warp.install()
 cudasim_warp.RENDEZVOUS_TIMEOUT_S = 10.0
 from numba import cuda
-inputs = dict(np.load({inputs!r}))
-outputs = {{}}
 
 
 def group_mask(group_size):
@@ -48,18 +48,9 @@ def group_mask(group_size):
 
 
 def run_simulated(tmp_path: Path, body: str, **inputs: np.ndarray) -> dict[str, np.ndarray]:
-    """Run ``body`` under the simulator with ``inputs`` and return the ``outputs`` it fills."""
-    in_file, out_file = tmp_path / "inputs.npz", tmp_path / "outputs.npz"
-    np.savez(in_file, **inputs)
-    script = (_PRELUDE.format(tests_dir=str(TESTS_DIR), inputs=str(in_file))
-              + textwrap.dedent(body)
-              + f"\nnp.savez({str(out_file)!r}, **outputs)\n")
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-4000:]
-    with np.load(out_file) as out:
-        return dict(out)
+    """Run ``body`` under the simulator, after the prelude, with ``inputs``; its ``outputs``."""
+    return _support.run_simulated(tmp_path, _PRELUDE.format(tests_dir=str(TESTS_DIR)), body, 120,
+                                  **inputs)
 
 
 def group_starts(group_size: int) -> np.ndarray:
