@@ -1,0 +1,242 @@
+"""BucketListMap: the MultiMap semantics (checked against a dict of lists, as in
+test_multimap.py) over linked buckets of a value pool, on every backend; and what the layout
+reports about itself (key and value load factors, bytes per value, compaction)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import bulkhash
+from _support import KEY_DTYPES, on_simulator, random_keys, sized
+from bulkhash.bucketlist import BucketListMap
+from bulkhash.multimap import MAX_VALUES_REACHED, MultiInsertResult
+from test_multimap import Reference, assert_multimap_equals, batch, host
+
+pytestmark = pytest.mark.usefixtures("each_device")
+
+Status = bulkhash.Status
+
+#: (min_bucket_size, max_bucket_size, grow_factor): the default, WarpCore-like slow growth with a
+#: cap, and single-value buckets (a plain linked list).
+BUCKET_SHAPES = [(1, 1024, 2.0), (2, 8, 1.5), (1, 1, 1.0)]
+
+
+@pytest.mark.parametrize("shape", BUCKET_SHAPES, ids=lambda s: "-".join(map(str, s)))
+@pytest.mark.parametrize("kd", KEY_DTYPES, ids=str)
+def test_matches_dict_of_lists(kd, shape):
+    if on_simulator() and (kd in ("uint64", "int32") or shape == BUCKET_SHAPES[1]):
+        pytest.skip("covered by the other variants on the (slow) simulator")
+    min_size, max_size, grow = shape
+    rng = np.random.default_rng(KEY_DTYPES.index(kd))
+    m = BucketListMap(kd, "int64", capacity=sized(10, 64), min_bucket_size=min_size,
+                      max_bucket_size=max_size, grow_factor=grow)
+    ref = Reference("int64")
+    n, distinct = sized(3000, 90), sized(400, 24)
+    for _ in range(3):
+        keys = batch(rng, kd, n, distinct)
+        values = rng.integers(-2**62, 2**62, n)
+        result = m.insert(keys, values, status=True)
+        np.testing.assert_array_equal(result.status, ref.insert(keys, values))
+        assert result.stored == n and result.failed == 0
+        erase = batch(rng, kd, sized(200, 8), distinct)
+        np.testing.assert_array_equal(host(m.erase(erase)), ref.erase(erase))
+        assert_multimap_equals(m, ref, probe=[1, 2])
+
+
+def test_every_key_value_is_legal_and_keeps_its_order():
+    m = BucketListMap("int64", "float32", max_bucket_size=2)
+    keys = np.array([0, -1, 5, 0, -1, 0, 5, 2**63 - 1, -2**63, 0, 0], np.int64)
+    values = np.arange(keys.size, dtype=np.float32)
+    m.insert(keys, values)
+    offsets, got = (host(a) for a in m.get([0, -1, 5, 7]))
+    assert offsets.tolist() == [0, 5, 7, 9, 9]
+    assert got.tolist() == [0, 3, 5, 9, 10, 1, 4, 2, 6]
+    assert host(m.erase([-1, -1, 0])).tolist() == [2, 0, 5]
+    m.insert([-1, 0], [9, 8])
+    assert host(m.get([-1, 0])[1]).tolist() == [9, 8]
+    assert m.num_keys == 5 and len(m) == 6
+
+
+def test_max_values_per_key_is_reported_per_pair():
+    m = BucketListMap("uint32", "int32", max_values_per_key=3)
+    ref = Reference("int32", max_values=3)
+    keys = np.array([1, 1, 0, 1, 1, 2, 0, 0, 0, 1], np.uint32)
+    values = np.arange(keys.size, dtype=np.int32)
+    result = m.insert(keys, values, status=True)
+    np.testing.assert_array_equal(result.status, ref.insert(keys, values))
+    assert result.max_values_reached == 3
+    assert (result.status[[4, 8, 9]] == MAX_VALUES_REACHED).all()
+    assert_multimap_equals(m, ref)
+
+
+def test_fixed_table_refuses_past_capacity_and_key_capacity():
+    m = BucketListMap("uint64", "uint64", 20, key_capacity=4, growable=False)
+    keys = np.repeat(np.arange(1, 7, dtype=np.uint64), 5)  # 6 keys x 5 values
+    values = np.arange(keys.size, dtype=np.uint64)
+    with pytest.raises(bulkhash.TableFullError) as info:
+        m.insert(keys, values)
+    failed = np.asarray(info.value.failed_indices)
+    assert isinstance(info.value.result, MultiInsertResult)
+    assert failed.size == keys.size - len(m) and len(m) <= 20 and m.num_keys <= 4
+    ref = Reference("uint64")
+    flags = ref.insert(keys, values, skip=set(failed.tolist()))
+    assert (flags[failed] == Status.OUT_OF_CAPACITY).all()
+    assert_multimap_equals(m, ref)
+    for k in range(1, 7):  # a key's refused pairs are its last ones
+        refused = np.isin(np.flatnonzero(keys == k), failed)
+        assert not refused.any() or refused[np.argmax(refused):].all()
+
+
+def test_layout_reports_and_compaction():
+    per_key = 16
+    m = BucketListMap("uint64", "uint32", min_bucket_size=1, grow_factor=2.0)
+    keys = np.repeat(np.arange(1, sized(401, 21), dtype=np.uint64), per_key)
+    m.insert(keys, np.arange(keys.size, dtype=np.uint32))
+    # 16 values: buckets of 1, 2, 4, 8 and 16 -> 16 of 31 slots in use (a bucket that found the
+    # pool full before it grew may leave a few slots at its old end unused)
+    assert 0.95 * 16 / 31 <= m.value_load_factor <= 16 / 31
+    assert 0 < m.key_load_factor <= m._table.index.max_load_factor
+    assert m.bytes_per_value == m.nbytes / len(m)
+    before = m._table.pool_in_use
+    gone = np.unique(keys)[: -2]  # erase all but two keys: the pool compacts itself
+    m.erase(gone)
+    assert m._table.pool_in_use < before / 4
+    assert m.value_load_factor == pytest.approx(16 / 31)  # compacted: no slot wasted
+    ref = Reference("uint32")
+    ref.insert(keys, np.arange(keys.size, dtype=np.uint32))
+    ref.erase(gone)
+    assert_multimap_equals(m, ref)
+
+
+def test_reserve_copy_clear():
+    m = BucketListMap("int32", "float64", capacity=8)
+    m.insert([1, 2, 1], [1.5, 2.5, 3.5])
+    m.reserve(3000)
+    assert m.capacity >= 3003
+    c = m.copy()
+    c.insert([1], [9.0])
+    assert host(m.count([1])).tolist() == [2] and host(c.count([1])).tolist() == [3]
+    m.clear()
+    assert len(m) == 0 and m.num_keys == 0 and host(m.keys()).size == 0
+    assert host(c.get([1])[1]).tolist() == [1.5, 3.5, 9.0]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(min_bucket_size=0), "min_bucket_size"),
+    (dict(max_bucket_size=2, min_bucket_size=4), "below min_bucket_size"),
+    (dict(grow_factor=0.5), "grow_factor"),
+    (dict(grow_factor=True), "grow_factor"),
+    (dict(key_capacity=-3), "key_capacity"),
+    (dict(max_values_per_key=0), "max_values_per_key"),
+])
+def test_bad_constructor_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        BucketListMap(**kwargs)
+
+
+def test_bad_input_changes_nothing():
+    m = BucketListMap("uint64", "uint8")
+    m.insert([1, 2, 1], [3, 4, 5])
+    for call in (lambda: m.insert([1.5], [1]), lambda: m.insert([1], [256]),
+                 lambda: m.insert([1, 2], [1]), lambda: m.get([-1])):
+        with pytest.raises((TypeError, ValueError)):
+            call()
+    assert len(m) == 3 and host(m.get([1])[1]).tolist() == [3, 5]
+
+
+@pytest.mark.parametrize("target", ["cpu", "cuda"])
+def test_save_load_round_trip(tmp_path, target):
+    from test_multimap import cuda_available
+
+    if target == "cuda" and not cuda_available():
+        pytest.skip("no CUDA backend in this run")
+    rng = np.random.default_rng(6)
+    m = BucketListMap("int64", "float32", min_bucket_size=2, grow_factor=1.5, seed=5)
+    ref = Reference("float32")
+    keys = batch(rng, "int64", 60, 12)
+    values = rng.standard_normal(keys.size).astype(np.float32)
+    m.insert(keys, values)
+    ref.insert(keys, values)
+    path = tmp_path / "bl.bh"
+    m.save(path)
+    loaded = bulkhash.load(path, device=target)
+    assert type(loaded) is BucketListMap and loaded.device == target
+    assert (loaded.min_bucket_size, loaded.grow_factor, loaded.seed) == (2, 1.5, 5)
+    previous = bulkhash.set_default_device(target)
+    try:
+        assert_multimap_equals(loaded, ref)
+    finally:
+        bulkhash.set_default_device(previous)
+
+
+@pytest.mark.cpu_sized
+def test_large_batches_match_numpy_grouping():
+    rng = np.random.default_rng(8)
+    m = BucketListMap("uint64", "uint32", capacity=1000, max_bucket_size=64)
+    all_keys, all_values = [], []
+    for _ in range(3):
+        keys = random_keys(rng, "uint64", 120_000, distinct=25_000)
+        values = rng.integers(0, 2**32, keys.size, dtype=np.uint32)
+        m.insert(keys, values)
+        all_keys.append(keys)
+        all_values.append(values)
+    keys, values = np.concatenate(all_keys), np.concatenate(all_values)
+    order = np.argsort(keys, kind="stable")
+    uniq, starts, counts = np.unique(keys[order], return_index=True, return_counts=True)
+    offsets, got = m.get(uniq)
+    np.testing.assert_array_equal(np.diff(offsets), counts)
+    np.testing.assert_array_equal(got, values[order])
+    assert len(m) == keys.size and m.num_keys == uniq.size
+    np.testing.assert_array_equal(m.erase(uniq[::3]), counts[::3])
+    np.testing.assert_array_equal(m.count(uniq), np.where(np.arange(uniq.size) % 3, counts, 0))
+
+
+_COMPILE = """
+import json
+from numba import cuda, types as T
+from bulkhash._cuda import bucketlist as K
+
+i8, u8, f8, b1 = T.int64, T.uint8, T.float64, T.boolean
+A = lambda t: t[::1]
+table = T.Array(i8, 2, "C")  # records, buckets
+
+
+def signatures(W):
+    return {
+        "append_groups": (table, table, A(W), A(i8), A(i8), A(W), i8, A(i8), A(i8), i8, i8, i8,
+                          i8, f8, A(i8), A(u8)),
+        "kids_of": (A(W), A(b1), A(i8)),
+        "counts_of": (table, A(i8), A(i8)),
+        "fill": (table, table, A(W), A(i8), A(i8), A(W)),
+        "release": (table, table, A(i8), A(i8), A(i8), A(i8)),
+        "clamp_counters": (A(i8), i8, i8),
+    }
+
+
+kernels = {name for name, obj in vars(K).items()
+           if type(obj).__module__.startswith("numba.cuda") and hasattr(obj, "py_func")
+           and obj.py_func.__module__ == K.__name__ and not obj.targetoptions.get("device")}
+compiled = {}
+for W in (T.uint32, T.uint64):
+    for name, sig in signatures(W).items():
+        ptx, _ = cuda.compile_ptx(getattr(K, name).py_func, sig, cc=CC)
+        compiled[name] = compiled.get(name, 0) + ("atom." in ptx)
+print(json.dumps({"kernels": sorted(kernels), "compiled": compiled}))
+"""
+
+
+def test_every_kernel_compiles_to_ptx(each_device):
+    """The simulator runs kernels as Python: only the CUDA compiler sees their type errors."""
+    pytest.importorskip("numba_cuda", reason="needs numba-cuda")
+    if each_device != "cpu":
+        pytest.skip("device-independent: checked once, in the cpu run")
+    import json
+
+    from test_cuda_compile import _NO_DRIVER, _child
+
+    done = _child("CC = (8, 0)\n" + _NO_DRIVER + _COMPILE)
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(report["compiled"]) == set(report["kernels"]), "a kernel lacks a signature here"
+    assert report["compiled"]["append_groups"] >= 2  # the budget and the bump allocator: atomics
