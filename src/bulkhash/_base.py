@@ -130,86 +130,34 @@ class Placed:
         return self._device
 
 
-class KeyedTable(Placed):
-    """Base of the tables keyed by integers (not public)."""
+class TableBase(Placed):
+    """What every table keyed by integers shares, whatever it keeps per key (not public):
+    ``self._table`` is its engine (``_table.OpenTable``, ``_multitable.MultiTable`` or
+    ``bucketlist.BucketStore``), which works on table words and brings its own lock."""
 
-    _value_codec: _dtypes.ValueCodec | None
+    _key_dtype: np.dtype
+    _UNIT = "keys"  # what ``len()`` and ``capacity`` count
 
-    def _setup(self, key_dtype, value_dtype, capacity, growable: bool, max_load_factor: float,
-               seed: int, device: str, group_size: int | None = None) -> None:
+    def _check_common(self, key_dtype, value_dtype, seed, device: str | None):
+        """Check and set the key dtype and the device; check the seed. Returns the value dtype
+        (None for a set) and the table's word dtype (wide enough for a key and a value)."""
         self._key_dtype = _dtypes.key_dtype(key_dtype)
-        self._device = check_device(device)
-        backend = make_backend(self._device, group_size)
         vdt = None if value_dtype is None else _dtypes.value_dtype(value_dtype)
         word = _dtypes.word_dtype(self._key_dtype, vdt)
-        self._value_codec = None if vdt is None else _dtypes.ValueCodec(vdt, word)
         if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
             raise TypeError(f"seed={seed!r} must be an integer")
-        self._table = OpenTable(word, 1 if vdt is None else 2,
-                                check_capacity(capacity, bool(growable)),
-                                growable=bool(growable),
-                                max_load_factor=check_max_load_factor(max_load_factor),
-                                seed=int(seed), backend=backend)
+        self._device = check_device(device)
+        return vdt, word
 
     def _key_words(self, keys: Any, argname: str = "keys"):
         arr, scalar = self._inputs().as_keys(keys, self._key_dtype, argname)
         return _dtypes.keys_to_words(arr, self._key_dtype, self._table.word), scalar
 
-    def _value_words(self, values: Any, n: int, argname: str = "values"):
-        arr = self._inputs().as_values(values, self._value_codec.dtype, n, argname)
-        return self._value_codec.to_words(arr)
-
-    def _placement(self) -> dict:
-        """The constructor arguments that put a new table where this one is."""
-        if self._device == "cpu":
-            return {}
-        return dict(device=self._device, group_size=self._table.backend.group_size)
-
-    # ------------------------------------------------------------------ queries
-    def contains(self, keys) -> np.ndarray:
-        """Whether each key is present (a bool array; a bool for a scalar key)."""
-        words, scalar = self._key_words(keys)
-        with self._table.lock.reading():
-            _, found = self._table.lookup(words, want_values=False)
-        return self._out(found, scalar, keys)
-
     def __contains__(self, key) -> bool:
         return bool(self.contains(np.asarray(key).reshape(1))[0])
 
-    def erase(self, keys, *, status: bool = False):
-        """Remove keys; returns a bool array, True where a key was removed.
-
-        Within one call only a key's first occurrence removes it. With ``status=True`` also
-        returns per-key ``Status`` flags (``KEY_NOT_FOUND`` where absent).
-        """
-        words, scalar = self._key_words(keys)
-        with self._table.lock.writing():
-            outcome = self._table.erase(words)
-        removed = self._table.backend.equal_to(outcome, K.REMOVED)
-        out = self._out(removed, scalar, keys)
-        if not status:
-            return out
-        return out, status_flags(self._table.backend.to_host(outcome))
-
-    def keys(self) -> np.ndarray:
-        """Every stored key, as an array of ``key_dtype`` (in table order: unsorted)."""
-        with self._table.lock.reading():
-            words, _ = self._table.items(want_values=False)
-        return self._table_out(_dtypes.words_to_keys(words, self._key_dtype))
-
-    # ------------------------------------------------------------------ size
     def __len__(self) -> int:
         return len(self._table)
-
-    @property
-    def capacity(self) -> int:
-        """Keys the table holds before it must grow (a fixed table: before it refuses keys)."""
-        return self._table.capacity
-
-    @property
-    def load_factor(self) -> float:
-        """``len(self) / slots``: how full the slot array is."""
-        return self._table.load_factor
 
     @property
     def max_load_factor(self) -> float:
@@ -233,17 +181,18 @@ class KeyedTable(Placed):
         return self._table.nbytes
 
     def reserve(self, n: int) -> None:
-        """Grow now so that ``n`` more keys fit without growing (growable tables only)."""
-        if not isinstance(n, (int, np.integer)) or n < 0:
+        """Grow now so that ``n`` more entries (keys; pairs in a multi-value table) fit without
+        growing (growable tables only)."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"n={n!r} must be a non-negative integer")
         if not self.growable and len(self) + n > self.capacity:
-            raise ValueError(f"a fixed table (growable=False) cannot make room for {n} more keys "
-                             f"beyond capacity={self.capacity}")
+            raise ValueError(f"a fixed table (growable=False) cannot make room for {n} more "
+                             f"{self._UNIT} beyond capacity={self.capacity}")
         with self._table.lock.writing():
             self._table.reserve(int(n))
 
     def clear(self) -> None:
-        """Remove every key, keeping the capacity."""
+        """Remove everything, keeping the capacity."""
         with self._table.lock.writing():
             self._table.clear()
 
@@ -254,6 +203,84 @@ class KeyedTable(Placed):
         with self._table.lock.reading():
             new._table = self._table.copy()
         return new
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the table to ``path`` atomically (``bulkhash.load`` reads it on either device)."""
+        from .io import save
+
+        save(self, path)
+
+    @property
+    def group_size(self) -> int | None:
+        """Lanes that probe one key together on a GPU (None on the CPU)."""
+        return self._table.backend.group_size
+
+
+class KeyedTable(TableBase):
+    """Base of the tables with at most one entry per key, on ``_table.OpenTable`` (not public)."""
+
+    _value_codec: _dtypes.ValueCodec | None
+
+    def _setup(self, key_dtype, value_dtype, capacity, growable: bool, max_load_factor: float,
+               seed: int, device: str, group_size: int | None = None) -> None:
+        vdt, word = self._check_common(key_dtype, value_dtype, seed, device)
+        backend = make_backend(self._device, group_size)
+        self._value_codec = None if vdt is None else _dtypes.ValueCodec(vdt, word)
+        self._table = OpenTable(word, 1 if vdt is None else 2,
+                                check_capacity(capacity, bool(growable)),
+                                growable=bool(growable),
+                                max_load_factor=check_max_load_factor(max_load_factor),
+                                seed=int(seed), backend=backend)
+
+    def _value_words(self, values: Any, n: int, argname: str = "values"):
+        arr = self._inputs().as_values(values, self._value_codec.dtype, n, argname)
+        return self._value_codec.to_words(arr)
+
+    def _placement(self) -> dict:
+        """The constructor arguments that put a new table where this one is."""
+        if self._device == "cpu":
+            return {}
+        return dict(device=self._device, group_size=self._table.backend.group_size)
+
+    # ------------------------------------------------------------------ queries
+    def contains(self, keys) -> np.ndarray:
+        """Whether each key is present (a bool array; a bool for a scalar key)."""
+        words, scalar = self._key_words(keys)
+        with self._table.lock.reading():
+            _, found = self._table.lookup(words, want_values=False)
+        return self._out(found, scalar, keys)
+
+    def erase(self, keys, *, status: bool = False):
+        """Remove keys; returns a bool array, True where a key was removed.
+
+        Within one call only a key's first occurrence removes it. With ``status=True`` also
+        returns per-key ``Status`` flags (``KEY_NOT_FOUND`` where absent).
+        """
+        words, scalar = self._key_words(keys)
+        with self._table.lock.writing():
+            outcome = self._table.erase(words)
+        removed = self._table.backend.equal_to(outcome, K.REMOVED)
+        out = self._out(removed, scalar, keys)
+        if not status:
+            return out
+        return out, status_flags(self._table.backend.to_host(outcome))
+
+    def keys(self) -> np.ndarray:
+        """Every stored key, as an array of ``key_dtype`` (in table order: unsorted)."""
+        with self._table.lock.reading():
+            words, _ = self._table.items(want_values=False)
+        return self._table_out(_dtypes.words_to_keys(words, self._key_dtype))
+
+    # ------------------------------------------------------------------ size
+    @property
+    def capacity(self) -> int:
+        """Keys the table holds before it must grow (a fixed table: before it refuses keys)."""
+        return self._table.capacity
+
+    @property
+    def load_factor(self) -> float:
+        """``len(self) / slots``: how full the slot array is."""
+        return self._table.load_factor
 
     def ref(self, reserve: int = 0):
         """A view for per-element use inside your own ``@numba.njit`` code (see ``bulkhash.refs``),
@@ -272,22 +299,11 @@ class KeyedTable(Placed):
             self.reserve(reserve)
         return make_ref(self)
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the table to ``path`` atomically (see ``bulkhash.load``)."""
-        from .io import save
-
-        save(self, path)
-
     def _params(self) -> dict:
         """The constructor arguments that describe this table (saved with it; where it lives is
         the loader's choice)."""
         return dict(key_dtype=str(self._key_dtype), growable=self.growable,
                     max_load_factor=self.max_load_factor, seed=self.seed)
-
-    @property
-    def group_size(self) -> int | None:
-        """Lanes that probe one key together on a GPU (None on the CPU)."""
-        return self._table.backend.group_size
 
     def __repr__(self) -> str:
         vals = "" if self._value_codec is None else f", value_dtype={self._value_codec.dtype}"

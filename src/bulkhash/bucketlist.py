@@ -9,15 +9,14 @@ import math
 
 import numpy as np
 
-from . import _dtypes
-from ._base import check_device, make_backend
+from ._base import make_backend
 from ._cpu import bucketlist as BL
 from ._cpu import kernels as K
 from ._locks import ReadWriteLock
 from ._table import (DEFAULT_CAPACITY, DEFAULT_MAX_LOAD_FACTOR, OpenTable, check_capacity,
                      check_max_load_factor)
 from .hashing import DEFAULT_SEED
-from .multimap import MultiValueTable, _check_max_values
+from .multimap import MultiValueTable
 
 #: Largest bucket a key's list may use (values).
 MAX_BUCKET_SIZE = 1 << 20
@@ -300,17 +299,10 @@ class BucketListMap(MultiValueTable):
                  max_values_per_key: int | None = None, growable: bool = True,
                  max_load_factor: float = DEFAULT_MAX_LOAD_FACTOR, seed: int = DEFAULT_SEED,
                  device: str | None = None, group_size: int | None = None):
-        self._key_dtype = _dtypes.key_dtype(key_dtype)
-        vdt = _dtypes.value_dtype(value_dtype)
         # the index's words hold key ids too: at least as wide as a key, and 64-bit with the
         # values' word, so that ids and values share the tables' two word types
-        word = _dtypes.word_dtype(self._key_dtype, vdt)
-        self._codec = _dtypes.ValueCodec(vdt, word)
-        self._device = check_device(device)
-        self._max_values = _check_max_values(max_values_per_key)
+        word = self._setup_values(key_dtype, value_dtype, max_values_per_key, seed, device)
         sizes = _check_bucket_sizes(min_bucket_size, max_bucket_size, grow_factor)
-        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-            raise TypeError(f"seed={seed!r} must be an integer")
         capacity = check_capacity(capacity, bool(growable))
         if key_capacity is None:  # a fixed table: as if every key held one value
             key_capacity = min(capacity, DEFAULT_CAPACITY) if growable else capacity
@@ -357,10 +349,6 @@ class BucketListMap(MultiValueTable):
     @property
     def grow_factor(self) -> float:
         return self._table.grow
-
-    @property
-    def group_size(self) -> int | None:
-        return self._table.backend.group_size
 
     def _params(self) -> dict:
         return dict(key_dtype=str(self._key_dtype), value_dtype=str(self.value_dtype),

@@ -6,7 +6,6 @@ from typing import Callable
 
 import numpy as np
 
-from . import _dtypes
 from ._base import DEFAULTS, ValuedTable, insert_result
 from ._cpu import kernels as K
 from .status import InsertResult

@@ -4,14 +4,12 @@ and ``bulkhash._cuda.multi``; the policy (growth, budgets): ``bulkhash._multitab
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from . import _dtypes
-from ._base import Placed, check_device, make_backend
+from ._base import TableBase, make_backend
 from ._cpu import multi as M
 from ._multitable import MultiTable
 from ._table import check_capacity, check_max_load_factor
@@ -83,20 +81,23 @@ def _check_max_values(max_values_per_key) -> int | None:
     return int(max_values_per_key)
 
 
-class MultiValueTable(Placed):
+class MultiValueTable(TableBase):
     """What ``MultiMap`` and ``BucketListMap`` share: the multi-value API over an engine
     (``self._table``: ``_multitable.MultiTable`` or ``bucketlist.BucketStore``) that works on
     table words. Not public."""
 
-    _key_dtype: np.dtype
+    _UNIT = "pairs"
     _codec: _dtypes.ValueCodec
     _max_values: int | None
 
-    # ------------------------------------------------------------------ inputs
-    def _key_words(self, keys: Any, argname: str = "keys"):
-        arr, scalar = self._inputs().as_keys(keys, self._key_dtype, argname)
-        return _dtypes.keys_to_words(arr, self._key_dtype, self._table.word), scalar
+    def _setup_values(self, key_dtype, value_dtype, max_values_per_key, seed, device):
+        """The constructor checks both multi-value tables make; returns the table's word."""
+        vdt, word = self._check_common(key_dtype, value_dtype, seed, device)
+        self._codec = _dtypes.ValueCodec(vdt, word)
+        self._max_values = _check_max_values(max_values_per_key)
+        return word
 
+    # ------------------------------------------------------------------ inputs
     def _user_values(self, words):
         return self._codec.from_words(words)
 
@@ -162,9 +163,6 @@ class MultiValueTable(Placed):
             counts = self._table.count(words)
         return self._out(self._table.positive(counts), scalar, keys)
 
-    def __contains__(self, key) -> bool:
-        return bool(self.contains(np.asarray(key).reshape(1))[0])
-
     def items(self):
         """``(keys, values)``, one entry per pair: grouped by key (keys in table order), each
         key's values in insertion order."""
@@ -188,10 +186,6 @@ class MultiValueTable(Placed):
         call_each(fn, self._host(keys), self._host(values), *args)
 
     # ------------------------------------------------------------------ size
-    def __len__(self) -> int:
-        """Pairs stored."""
-        return len(self._table)
-
     @property
     def num_keys(self) -> int:
         """Distinct keys stored."""
@@ -203,27 +197,6 @@ class MultiValueTable(Placed):
         return self._table.capacity
 
     @property
-    def nbytes(self) -> int:
-        """Bytes of memory the table's arrays take."""
-        return self._table.nbytes
-
-    @property
-    def max_load_factor(self) -> float:
-        return self._table.max_load_factor
-
-    @property
-    def growable(self) -> bool:
-        return self._table.growable
-
-    @property
-    def seed(self) -> int:
-        return self._table.seed
-
-    @property
-    def key_dtype(self) -> np.dtype:
-        return self._key_dtype
-
-    @property
     def value_dtype(self) -> np.dtype:
         return self._codec.dtype
 
@@ -231,36 +204,7 @@ class MultiValueTable(Placed):
     def max_values_per_key(self) -> int | None:
         return self._max_values
 
-    def reserve(self, n: int) -> None:
-        """Grow now so that ``n`` more pairs fit without growing (growable tables only)."""
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ValueError(f"n={n!r} must be a non-negative integer")
-        if not self.growable and len(self) + n > self.capacity:
-            raise ValueError(f"a fixed table (growable=False) cannot make room for {n} more pairs "
-                             f"beyond capacity={self.capacity}")
-        with self._table.lock.writing():
-            self._table.reserve(int(n))
-
-    def clear(self) -> None:
-        """Remove every pair, keeping the capacity."""
-        with self._table.lock.writing():
-            self._table.clear()
-
-    def copy(self):
-        """An independent copy of the table."""
-        new = object.__new__(type(self))
-        new.__dict__.update(self.__dict__)
-        with self._table.lock.reading():
-            new._table = self._table.copy()
-        return new
-
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the table to ``path`` atomically (``bulkhash.load`` reads it on either device)."""
-        from .io import save
-
-        save(self, path)
-
     def _save_state(self):
         """(params, meta, data): ``data`` holds the distinct keys, their value counts (int64)
         and every value grouped by key in insertion order, as bytes; loading inserts them again,
@@ -374,15 +318,8 @@ class MultiMap(MultiValueTable):
                  growable: bool = True, max_load_factor: float = MAX_LOAD_FACTOR,
                  seed: int = DEFAULT_SEED, device: str | None = None,
                  group_size: int | None = None):
-        self._key_dtype = _dtypes.key_dtype(key_dtype)
-        vdt = _dtypes.value_dtype(value_dtype)
-        word = _dtypes.word_dtype(self._key_dtype, vdt)
-        self._codec = _dtypes.ValueCodec(vdt, word)
-        self._device = check_device(device)
+        word = self._setup_values(key_dtype, value_dtype, max_values_per_key, seed, device)
         B = _check_values_per_slot(values_per_slot)
-        self._max_values = _check_max_values(max_values_per_key)
-        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-            raise TypeError(f"seed={seed!r} must be an integer")
         backend = make_backend(self._device, group_size)  # (validates group_size)
         if backend is not None:
             from ._cuda.multi import CudaMultiBackend
@@ -401,11 +338,6 @@ class MultiMap(MultiValueTable):
     @property
     def values_per_slot(self) -> int:
         return self._table.values_per_slot
-
-    @property
-    def group_size(self) -> int | None:
-        """Lanes that probe one key together on a GPU (None on the CPU)."""
-        return self._table.backend.group_size
 
     def ref(self, reserve: int = 0):
         """A view for per-element use inside your own ``@numba.njit`` code, or for a

@@ -60,7 +60,6 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, types
 from numba.np.numpy_support import as_dtype
-from numba.extending import overload_method
 
 from . import refs as open_refs
 from ._cpu import kernels as K
@@ -97,13 +96,6 @@ def make_ref(mm) -> MultiMapRef:
 
 
 # ------------------------------------------------------------------ the operations
-
-@njit(inline="always", cache=True, nogil=True)
-def _check_fresh(t):
-    if t.state[M.GENERATION] != t.generation:
-        raise RuntimeError("stale ref: its table was resized or cleared after ref() was called; "
-                           "take a new ref")
-
 
 @njit(inline="always", cache=True, nogil=True)
 def _home(t, word):
@@ -159,7 +151,7 @@ def _insert(t, word, value):
     after it. A row's fill count is reserved with a compare-and-swap too, so a row freshly
     claimed (fill 0: erase and allocation leave free rows so) and an appender that found it
     meet there, each taking a position of its own."""
-    _check_fresh(t)
+    open_refs._check_fresh(t)
     home = _home(t, word)
     if home < 0:
         return _insert_side(t, word, value)
@@ -212,59 +204,43 @@ def _retrieve(t, word, out):
 
 
 # ------------------------------------------------------------------ compiled front end
-# Numba resolves a method name on a NamedTuple through the first template registered for it,
-# searching the type's classes from the most specific: these are registered on ``NamedTuple``,
-# ahead of ``bulkhash.refs``' on ``BaseNamedTuple``, and hand every other ref to those.
-
-def _is_ref(ref) -> bool:
-    return isinstance(ref, types.NamedTuple) and ref.instance_class is MultiMapRef
-
+# The method names are registered once in ``bulkhash.refs``; these typers answer for MultiMapRef.
 
 def _key_and_word(ref):
     """(key -> key bits, the table's word type)."""
     return open_refs._key_to_word(ref), open_refs._field(ref, "slots").dtype
 
 
-@overload_method(types.NamedTuple, "insert")
-def _ref_insert(ref, key, value=None):
-    if not _is_ref(ref):
-        return open_refs._ref_insert(ref, key, value)
+def _insert_typer(ref, key, value):
+    if not open_refs._given(value):
+        return None
     to_word, word = _key_and_word(ref)
     value_to_word, _, _, _ = open_refs._value_codec(open_refs._field(ref, "value_marker").dtype)
     return lambda ref, key, value=None: _insert(ref, word(to_word(key)),
                                                 word(value_to_word(value)))
 
 
-@overload_method(types.NamedTuple, "count")
-def _ref_count(ref, key):
-    if not _is_ref(ref):
-        return None
+def _count_typer(ref, key):
     to_word, _ = _key_and_word(ref)
 
     def impl(ref, key):
-        _check_fresh(ref)
+        open_refs._check_fresh(ref)
         return _count(ref, to_word(key))
 
     return impl
 
 
-@overload_method(types.NamedTuple, "contains")
-def _ref_contains(ref, key):
-    if not _is_ref(ref):
-        return open_refs._ref_contains(ref, key)
+def _contains_typer(ref, key):
     to_word, _ = _key_and_word(ref)
 
     def impl(ref, key):
-        _check_fresh(ref)
+        open_refs._check_fresh(ref)
         return _count(ref, to_word(key)) > 0
 
     return impl
 
 
-@overload_method(types.NamedTuple, "retrieve")
-def _ref_retrieve(ref, key, out):
-    if not _is_ref(ref):
-        return None
+def _retrieve_typer(ref, key, out):
     to_word, _ = _key_and_word(ref)
     value_dtype = open_refs._field(ref, "value_marker").dtype
     if not isinstance(out, types.Array) or out.ndim != 1 or out.dtype != value_dtype:
@@ -274,14 +250,12 @@ def _ref_retrieve(ref, key, out):
     bits = getattr(np, f"uint{8 * as_dtype(value_dtype).itemsize}")
 
     def impl(ref, key, out):
-        _check_fresh(ref)
+        open_refs._check_fresh(ref)
         return _retrieve(ref, to_word(key), out.view(bits))
 
     return impl
 
 
-@overload_method(types.NamedTuple, "failed")
-def _ref_failed(ref):
-    if not _is_ref(ref):
-        return open_refs._ref_failed(ref)
-    return lambda ref: ref.state[M.REF_FAILED]
+open_refs.register_ref_methods(MultiMapRef, insert=_insert_typer, count=_count_typer,
+                               contains=_contains_typer, retrieve=_retrieve_typer,
+                               failed=open_refs._failed)

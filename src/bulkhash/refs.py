@@ -40,6 +40,7 @@ bits of a key); refs skip the input checks of the bulk methods.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -167,9 +168,6 @@ def _upsert(ref, word, value_word, op, kind, nbytes):
     return r == K.REF_NEW
 
 
-# Numba keeps one template per method name and type class, so each name is registered once and
-# the implementation is picked by the ref's class (and arity) at compile time.
-
 def _insert_or_add(ref, key, value, op):
     to_word = _key_to_word(ref)
     if value is None:  # HashSet.add(key)
@@ -207,43 +205,82 @@ def _given(arg) -> bool:
     return arg is not None and not isinstance(arg, (types.Omitted, types.NoneType))
 
 
-def _ref_class(ref):
-    return ref.instance_class if isinstance(ref, types.BaseNamedTuple) else None
+# ------------------------------------------------------------------ the method registry
+# Numba resolves ``ref.name(...)`` on a NamedTuple through the templates registered for ``name``
+# on its type classes, and takes the first that answers; two modules registering the same name on
+# the same class would make one hide the other. So every name a ref of this package answers to is
+# registered here once, on ``types.BaseNamedTuple``, with its signature, and each ref class brings
+# the typing functions of its own methods (``register_ref_methods``). A call on a class that has
+# no such method gets Numba's usual "unknown attribute" error.
+
+_METHODS: dict[str, dict[type, Callable]] = {
+    name: {} for name in ("insert", "add", "get", "contains", "count", "retrieve", "failed")}
+
+
+def register_ref_methods(ref_class: type, **typers: Callable) -> None:
+    """Give the NamedTuple ref class ``ref_class`` its compiled methods: each typer is called at
+    compile time with the Numba types of the call (``ref`` first, then the arguments, ``None`` for
+    an omitted optional one) and returns an implementation, or None where the types do not fit."""
+    for name, typer in typers.items():
+        if name not in _METHODS:
+            raise ValueError(f"ref method {name!r} has no registered signature; add it to "
+                             "bulkhash.refs._METHODS and give it a dispatcher there")
+        _METHODS[name][ref_class] = typer
+
+
+def _typer(ref, name: str):
+    cls = ref.instance_class if isinstance(ref, types.BaseNamedTuple) else None
+    return _METHODS[name].get(cls, lambda *args: None)
+
+
+def _failed(ref):
+    return lambda ref: ref.state[K.REF_FAILED]
+
+
+register_ref_methods(
+    HashMapRef, contains=_contains, failed=_failed, get=_get,
+    insert=lambda ref, key, value: (_insert_or_add(ref, key, value, K.OP_OVERWRITE)
+                                    if _given(value) else None))
+register_ref_methods(
+    HashSetRef, contains=_contains, failed=_failed,
+    add=lambda ref, key, value: (None if _given(value)
+                                 else _insert_or_add(ref, key, None, K.OP_KEEP)))
+register_ref_methods(
+    CounterRef, contains=_contains, failed=_failed, get=_get,
+    add=lambda ref, key, value: (_insert_or_add(ref, key, value, K.OP_SATURATING_ADD)
+                                 if _given(value) else None))
 
 
 @overload_method(types.BaseNamedTuple, "insert")
 def _ref_insert(ref, key, value=None):
-    if _ref_class(ref) is HashMapRef and _given(value):
-        return _insert_or_add(ref, key, value, K.OP_OVERWRITE)
-    return None
+    return _typer(ref, "insert")(ref, key, value)
 
 
 @overload_method(types.BaseNamedTuple, "add")
 def _ref_add(ref, key, value=None):
-    cls = _ref_class(ref)
-    if cls is HashSetRef and not _given(value):
-        return _insert_or_add(ref, key, None, K.OP_KEEP)
-    if cls is CounterRef and _given(value):
-        return _insert_or_add(ref, key, value, K.OP_SATURATING_ADD)
-    return None
+    return _typer(ref, "add")(ref, key, value)
 
 
 @overload_method(types.BaseNamedTuple, "get")
 def _ref_get(ref, key, default=0):
-    if _ref_class(ref) in (HashMapRef, CounterRef):
-        return _get(ref, key, default)
-    return None
+    return _typer(ref, "get")(ref, key, default)
 
 
 @overload_method(types.BaseNamedTuple, "contains")
 def _ref_contains(ref, key):
-    if _ref_class(ref) in _REF_CLASSES.values():
-        return _contains(ref, key)
-    return None
+    return _typer(ref, "contains")(ref, key)
+
+
+@overload_method(types.BaseNamedTuple, "count")
+def _ref_count(ref, key):
+    return _typer(ref, "count")(ref, key)
+
+
+@overload_method(types.BaseNamedTuple, "retrieve")
+def _ref_retrieve(ref, key, out):
+    return _typer(ref, "retrieve")(ref, key, out)
 
 
 @overload_method(types.BaseNamedTuple, "failed")
 def _ref_failed(ref):
-    if _ref_class(ref) in _REF_CLASSES.values():
-        return lambda ref: ref.state[K.REF_FAILED]
-    return None
+    return _typer(ref, "failed")(ref)
