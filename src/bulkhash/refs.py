@@ -210,11 +210,13 @@ def _given(arg) -> bool:
 # on its type classes, and takes the first that answers; two modules registering the same name on
 # the same class would make one hide the other. So every name a ref of this package answers to is
 # registered here once, on ``types.BaseNamedTuple``, with its signature, and each ref class brings
-# the typing functions of its own methods (``register_ref_methods``). A call on a class that has
-# no such method gets Numba's usual "unknown attribute" error.
+# the typing functions of its own methods (``register_ref_methods``), CPU and GPU refs alike
+# (a GPU ref is a class of its own). A call on a class that has no such method gets Numba's usual
+# "unknown attribute" error.
 
 _METHODS: dict[str, dict[type, Callable]] = {
     name: {} for name in ("insert", "add", "get", "contains", "count", "retrieve", "failed")}
+# (each name's dispatcher, with the signature its calls are typed by, is at the end of the module)
 
 
 def register_ref_methods(ref_class: type, **typers: Callable) -> None:
@@ -223,8 +225,8 @@ def register_ref_methods(ref_class: type, **typers: Callable) -> None:
     an omitted optional one) and returns an implementation, or None where the types do not fit."""
     for name, typer in typers.items():
         if name not in _METHODS:
-            raise ValueError(f"ref method {name!r} has no registered signature; add it to "
-                             "bulkhash.refs._METHODS and give it a dispatcher there")
+            raise ValueError(f"ref method {name!r} has no dispatcher; add one to "
+                             "bulkhash.refs._DISPATCHERS and its name to _METHODS")
         _METHODS[name][ref_class] = typer
 
 
@@ -251,36 +253,45 @@ register_ref_methods(
                                  if _given(value) else None))
 
 
-@overload_method(types.BaseNamedTuple, "insert")
 def _ref_insert(ref, key, value=None):
     return _typer(ref, "insert")(ref, key, value)
 
 
-@overload_method(types.BaseNamedTuple, "add")
 def _ref_add(ref, key, value=None):
     return _typer(ref, "add")(ref, key, value)
 
 
-@overload_method(types.BaseNamedTuple, "get")
 def _ref_get(ref, key, default=0):
     return _typer(ref, "get")(ref, key, default)
 
 
-@overload_method(types.BaseNamedTuple, "contains")
 def _ref_contains(ref, key):
     return _typer(ref, "contains")(ref, key)
 
 
-@overload_method(types.BaseNamedTuple, "count")
 def _ref_count(ref, key):
     return _typer(ref, "count")(ref, key)
 
 
-@overload_method(types.BaseNamedTuple, "retrieve")
 def _ref_retrieve(ref, key, out):
     return _typer(ref, "retrieve")(ref, key, out)
 
 
-@overload_method(types.BaseNamedTuple, "failed")
 def _ref_failed(ref):
     return _typer(ref, "failed")(ref)
+
+
+_DISPATCHERS = {"insert": _ref_insert, "add": _ref_add, "get": _ref_get,
+                "contains": _ref_contains, "count": _ref_count, "retrieve": _ref_retrieve,
+                "failed": _ref_failed}
+for _name, _dispatcher in _DISPATCHERS.items():
+    overload_method(types.BaseNamedTuple, _name)(_dispatcher)
+
+
+def register_cuda_dispatchers() -> None:
+    """The same dispatchers for ``@cuda.jit`` code (``bulkhash._cuda.refs`` calls this once, on a
+    real GPU: the simulator compiles nothing and calls the refs' Python methods instead)."""
+    from numba.cuda.extending import overload_method as cuda_overload_method
+
+    for name, dispatcher in _DISPATCHERS.items():
+        cuda_overload_method(types.BaseNamedTuple, name, target="cuda")(dispatcher)

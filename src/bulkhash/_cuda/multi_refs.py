@@ -55,14 +55,13 @@ from typing import NamedTuple
 
 import numba
 import numpy as np
-from numba import config, cuda, types
+from numba import cuda, types
 
 from .. import _dtypes
 from .. import refs as cpu_refs
 from .._cpu import kernels as CK
 from .._cpu import multi as M
 from . import multi as GM
-from . import refs as open_cuda_refs
 from .kernels import _probe_start
 from .refs import _begin, _key_word, _value_bits
 
@@ -275,12 +274,8 @@ def ref_type(key_dtype, value_dtype, values_per_slot: int = 1) -> types.Type:
 
 
 # ------------------------------------------------------------------ the compiled front end
-# As in ``bulkhash.multimap_refs``: registered on ``NamedTuple``, ahead of the open tables' GPU
-# refs (on ``BaseNamedTuple``), handing every other ref to those.
-
-def _is_ref(ref) -> bool:
-    return isinstance(ref, types.NamedTuple) and ref.instance_class is CudaMultiMapRef
-
+# The method names are registered once in ``bulkhash.refs`` (for CUDA by ``bulkhash._cuda.refs``,
+# imported above); these typers answer for CudaMultiMapRef.
 
 def _conversions(ref):
     """(key to bits, value to bits, the word type) for the ref's dtypes."""
@@ -288,30 +283,24 @@ def _conversions(ref):
     return cpu_refs._key_to_word(ref), value_bits, cpu_refs._field(ref, "flat").dtype
 
 
-def _overload_insert(ref, key, value=None):
-    if not _is_ref(ref):
-        return open_cuda_refs._overload_insert(ref, key, value)
+def _insert_typer(ref, key, value):
+    if not cpu_refs._given(value):
+        return None
     to_bits, value_bits, word = _conversions(ref)
     return lambda ref, key, value=None: _insert(ref, word(to_bits(key)), word(value_bits(value)))
 
 
-def _overload_count(ref, key):
-    if not _is_ref(ref):
-        return None
+def _count_typer(ref, key):
     to_bits, _, word = _conversions(ref)
     return lambda ref, key: _count(ref, word(to_bits(key)))
 
 
-def _overload_contains(ref, key):
-    if not _is_ref(ref):
-        return open_cuda_refs._overload_contains(ref, key)
+def _contains_typer(ref, key):
     to_bits, _, word = _conversions(ref)
     return lambda ref, key: _count(ref, word(to_bits(key))) > 0
 
 
-def _overload_retrieve(ref, key, out):
-    if not _is_ref(ref):
-        return None
+def _retrieve_typer(ref, key, out):
     value_dtype = cpu_refs._field(ref, "value_marker").dtype
     if not isinstance(out, types.Array) or out.ndim != 1 or out.dtype != value_dtype:
         raise TypeError(f"retrieve(key, out): out must be a 1-D array of the table's value dtype "
@@ -321,16 +310,6 @@ def _overload_retrieve(ref, key, out):
     return lambda ref, key, out: _retrieve(ref, word(to_bits(key)), out.view(bits))
 
 
-def _overload_failed(ref):
-    if not _is_ref(ref):
-        return open_cuda_refs._overload_failed(ref)
-    return lambda ref: ref.state[M.REF_FAILED]
-
-
-if not config.ENABLE_CUDASIM:  # the simulator compiles nothing: its front end is the methods
-    from numba.cuda.extending import overload_method
-
-    for _name, _template in (("insert", _overload_insert), ("count", _overload_count),
-                             ("contains", _overload_contains), ("retrieve", _overload_retrieve),
-                             ("failed", _overload_failed)):
-        overload_method(types.NamedTuple, _name, target="cuda")(_template)
+cpu_refs.register_ref_methods(CudaMultiMapRef, insert=_insert_typer, count=_count_typer,
+                              contains=_contains_typer, retrieve=_retrieve_typer,
+                              failed=lambda ref: lambda ref: ref.state[M.REF_FAILED])

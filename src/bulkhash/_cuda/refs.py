@@ -316,9 +316,8 @@ def ref_type(table_class, key_dtype, value_dtype=None) -> types.Type:
 
 
 # ------------------------------------------------------------------ the compiled front end
-# Numba keeps one template per method name and type class, so each name is registered once for
-# every NamedTuple and the implementation is picked by the ref's class (and arity) at compile
-# time; other classes (CPU refs among them) get None and fall through to their own overloads.
+# Method names are registered once, for CPU and GPU refs alike, in ``bulkhash.refs``; these are
+# the typers of the GPU refs' methods.
 
 def _key_conversion(ref):
     """(to_bits, word): a compiled key's bits as the CPU refs take them, then the table's word
@@ -341,49 +340,41 @@ def _insert_or_add(ref, op):
     return impl
 
 
-def _overload_insert(ref, key, value=None):
-    if cpu_refs._ref_class(ref) is CudaHashMapRef and cpu_refs._given(value):
-        return _insert_or_add(ref, CK.OP_OVERWRITE)
-    return None
-
-
-def _overload_add(ref, key, value=None):
-    cls = cpu_refs._ref_class(ref)
-    if cls is CudaHashSetRef and not cpu_refs._given(value):
-        to_bits, word = _key_conversion(ref)
-        return lambda ref, key, value=None: _upsert(ref, word(to_bits(key)), np.uint64(0),
-                                                     CK.OP_KEEP, CK.KIND_UINT, 8)
-    if cls is CudaCounterRef and cpu_refs._given(value):
-        return _insert_or_add(ref, CK.OP_SATURATING_ADD)
-    return None
-
-
-def _overload_get(ref, key, default=0):
-    if cpu_refs._ref_class(ref) not in (CudaHashMapRef, CudaCounterRef):
-        return None
+def _get(ref, key, default):
     to_bits, word = _key_conversion(ref)
     value_bits, from_bits, _, _ = _value_conversion(ref)
     return lambda ref, key, default=0: from_bits(_value_word(ref, word(to_bits(key)),
                                                              value_bits(default)))
 
 
-def _overload_contains(ref, key):
-    if cpu_refs._ref_class(ref) not in _REF_CLASSES.values():
-        return None
+def _contains_typer(ref, key):
     to_bits, word = _key_conversion(ref)
     return lambda ref, key: _contains(ref, word(to_bits(key)))
 
 
-def _overload_failed(ref):
-    if cpu_refs._ref_class(ref) in _REF_CLASSES.values():
-        return lambda ref: _failed(ref)
-    return None
+def _failed_typer(ref):
+    return lambda ref: _failed(ref)
 
+
+def _add_key(ref, key, value):
+    if cpu_refs._given(value):
+        return None
+    to_bits, word = _key_conversion(ref)
+    return lambda ref, key, value=None: _upsert(ref, word(to_bits(key)), np.uint64(0),
+                                                 CK.OP_KEEP, CK.KIND_UINT, 8)
+
+
+def _with_value(op):
+    """The typer of ``insert(key, value)``/``add(key, value)`` with the operation ``op``."""
+    return lambda ref, key, value: (_insert_or_add(ref, op) if cpu_refs._given(value) else None)
+
+
+cpu_refs.register_ref_methods(CudaHashMapRef, insert=_with_value(CK.OP_OVERWRITE), get=_get,
+                              contains=_contains_typer, failed=_failed_typer)
+cpu_refs.register_ref_methods(CudaHashSetRef, add=_add_key, contains=_contains_typer,
+                              failed=_failed_typer)
+cpu_refs.register_ref_methods(CudaCounterRef, add=_with_value(CK.OP_SATURATING_ADD), get=_get,
+                              contains=_contains_typer, failed=_failed_typer)
 
 if not config.ENABLE_CUDASIM:  # the simulator compiles nothing: its front end is the methods
-    from numba.cuda.extending import overload_method
-
-    for _name, _template in (("insert", _overload_insert), ("add", _overload_add),
-                             ("get", _overload_get), ("contains", _overload_contains),
-                             ("failed", _overload_failed)):
-        overload_method(types.BaseNamedTuple, _name, target="cuda")(_template)
+    cpu_refs.register_cuda_dispatchers()
