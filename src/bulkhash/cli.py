@@ -3,29 +3,87 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import sys
+
+STRUCTURES = ("hashmap", "multimap", "bloom", "cuckoo")
+#: The structures whose benchmark runs on a GPU with ``--device cuda``.
+CUDA_STRUCTURES = ("hashmap", "cuckoo")
+
+STRUCTURE_HELP = (
+    "what to benchmark: hashmap (default: HashMap against pandas' khash, dict and the machine's "
+    "ceiling); multimap (MultiMap and BucketListMap get/insert against NumPy sort + "
+    "searchsorted and pandas factorize + Index, with bytes per pair and per key); bloom "
+    "(BloomFilter against rbloom: add, contains, measured fpr, bits per key); cuckoo "
+    "(CuckooFilter against pyprobables: add, contains, erase, measured fpr, bits per key); all "
+    "(the four in turn; with --json each writes its own file, PATH with the structure's name "
+    "added: out.json -> out-hashmap.json, out-multimap.json, out-bloom.json, out-cuckoo.json)")
+
+
+def json_path_for(path: str | None, structure: str, suffix: bool) -> str | None:
+    """``path`` itself, or with ``-structure`` before its extension when ``suffix``."""
+    if not path or not suffix:
+        return path
+    root, ext = os.path.splitext(path)
+    return f"{root}-{structure}{ext}"
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """``bulkhash bench``: the structure(s) ``args.structure`` names, one after the other."""
+    names = STRUCTURES if args.structure == "all" else (args.structure,)
+    if args.device == "cuda" and any(s not in CUDA_STRUCTURES for s in names):
+        print(f"bulkhash bench --structure {args.structure} --device cuda: only "
+              f"{' and '.join(CUDA_STRUCTURES)} have a GPU benchmark; the multimap and bloom "
+              "benchmarks run on the CPU (leave out --device, or use --structure hashmap or "
+              "cuckoo)", file=sys.stderr)
+        return 2
+    status = 0
+    for name in names:
+        json_path = json_path_for(args.json, name, suffix=len(names) > 1)
+        if name == "hashmap":
+            from .bench import run
+
+            code = run(quick=args.quick, keys=args.keys, reps=args.reps, json_path=json_path,
+                       device=args.device)
+        else:
+            module = importlib.import_module(f".bench.{name}", __package__)
+            sizes = [args.keys] if args.keys is not None else None
+            extra = dict(device=args.device) if name in CUDA_STRUCTURES else {}
+            code = module.run(quick=args.quick, reps=args.reps, json_path=json_path,
+                              sizes=sizes, **extra)
+        status = status or code
+        if len(names) > 1:
+            print(flush=True)
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bulkhash", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     bench = sub.add_parser("bench", help="measure bulkhash against its peers on this machine")
-    bench.add_argument("--quick", action="store_true", help="the two-minute headline benchmark")
-    bench.add_argument("--json", metavar="PATH", help="also write every measurement to PATH as JSON")
+    bench.add_argument("--structure", choices=(*STRUCTURES, "all"), default="hashmap",
+                       help=STRUCTURE_HELP)
+    bench.add_argument("--quick", action="store_true", help="the two-minute headline benchmark "
+                       "(multimap, bloom, cuckoo: 1M keys or pairs, 3 rounds, well under a "
+                       "minute each)")
+    bench.add_argument("--json", metavar="PATH",
+                       help="also write every measurement to PATH as JSON")
     bench.add_argument("--keys", type=int, metavar="N", help="keys in the large table "
-                       "(default 20,000,000)")
+                       "(default 20,000,000); for multimap, bloom and cuckoo the one size "
+                       "measured (pairs for multimap) in place of their 1M and 10M")
     bench.add_argument("--reps", type=int, metavar="N", help="timed rounds after the warm-up "
-                       "(default 7 with --quick, else 11)")
+                       "(hashmap: default 7 with --quick, else 11; multimap and bloom: 3 with "
+                       "--quick, else 5; cuckoo: 3)")
     bench.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                        help="cpu (default), or cuda: the same workloads on the GPU, with the "
                        "GPU's ceiling, a sweep of group sizes and CuPy sort + searchsorted as the "
-                       "peer (under NUMBA_ENABLE_CUDASIM=1 only a smoke pass, no timings)")
+                       "peer (under NUMBA_ENABLE_CUDASIM=1 only a smoke pass, no timings); with "
+                       "--structure cuckoo, bulkhash's filter on the GPU beside pyprobables on "
+                       "the CPU (a real GPU only); not for multimap or bloom")
     args = parser.parse_args(argv)
     if args.command == "bench":
-        from .bench import run
-
-        return run(quick=args.quick, keys=args.keys, reps=args.reps, json_path=args.json,
-                   device=args.device)
+        return run_bench(args)
     return 2
 
 

@@ -182,7 +182,7 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 def event_timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     """(seconds, result) of one GPU launch by CUDA events around it (the ceiling kernels' clock:
     ``bulkhash._cuda.ceiling.event_seconds``), with the garbage collector off during it."""
-    from ._cuda.ceiling import event_seconds
+    from .._cuda.ceiling import event_seconds
 
     with _gc_paused():
         return event_seconds(fn)
@@ -333,7 +333,7 @@ def gpu_info() -> dict:
                     simulator=True)
     from numba.cuda.cudadrv import driver
 
-    from ._cuda import ceiling as GC
+    from .._cuda import ceiling as GC
 
     dev = cuda.get_current_device()
     name = dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name)
@@ -366,8 +366,8 @@ def cuda_software_info() -> dict:
 def measure_compile(nthreads: int) -> list[dict]:
     """First call minus second call of each compiled path, on tiny inputs (see module doc)."""
     import bulkhash
-    from ._cpu import ceiling as C
-    from ._cpu import kernels as K
+    from .._cpu import ceiling as C
+    from .._cpu import kernels as K
 
     rng = np.random.default_rng(SEED + 1)
     keys, values = random_keys_values(4096, rng)
@@ -425,8 +425,8 @@ def measure_compile_cuda(n_tiny: int, group_size: int, peer: bool) -> list[dict]
     The table kernels take the group size as an argument: one compilation serves every G."""
     from numba import cuda
 
-    from ._cuda import ceiling as GC
-    from ._cuda import kernels as K
+    from .._cuda import ceiling as GC
+    from .._cuda import kernels as K
 
     rng = np.random.default_rng(SEED + 1)
     keys_h, values_h = random_keys_values(n_tiny, rng)
@@ -465,7 +465,7 @@ def measure_compile_cuda(n_tiny: int, group_size: int, peer: bool) -> list[dict]
 def ceiling_cases(footprint_bytes: int, n: int, rng: np.random.Generator,
                   nthreads: int) -> tuple[list[Case], dict]:
     """Cases for the random gather / scatter-update / sequential read over ``footprint_bytes``."""
-    from ._cpu import ceiling as C
+    from .._cpu import ceiling as C
 
     words = max(1, footprint_bytes // 8)
     arr = np.arange(words, dtype=np.uint64)  # touched: every page is resident before timing
@@ -609,7 +609,7 @@ def gpu_case(case: Case) -> Case:
 
 
 def hashmap_label(group_size: int) -> str:
-    from ._cuda.backend import DEFAULT_GROUP_SIZE
+    from .._cuda.backend import DEFAULT_GROUP_SIZE
 
     return (f"bulkhash HashMap (G={group_size}"
             f"{', default' if group_size == DEFAULT_GROUP_SIZE else ''})")
@@ -622,7 +622,7 @@ def cuda_ceiling_cases(footprint_bytes: int, n: int,
     a uint64 array of ``footprint_bytes`` (``bulkhash._cuda.ceiling``), timed by CUDA events."""
     from numba import cuda
 
-    from ._cuda import ceiling as GC
+    from .._cuda import ceiling as GC
 
     w = GC.LINE_WORDS
     arr = GC.footprint_array(footprint_bytes)
@@ -654,7 +654,7 @@ def cupy_sort_cases(keys, values, host_values: np.ndarray) -> list[Case]:
     its value (``bulkhash._cuda.ceiling.sorted_lookup``)."""
     import cupy
 
-    from ._cuda import ceiling as GC
+    from .._cuda import ceiling as GC
 
     n = keys.size
     k, v = cupy.asarray(keys), cupy.asarray(values)
@@ -1100,7 +1100,7 @@ def cuda_stage(keys, values, host_values: np.ndarray, stage: str, group_sizes: t
     """HashMap at every group size, the CuPy peer (``peer``) and, given ``rng``, the ceiling on
     the default table's footprint, on the same device keys, in interleaved rounds (the ceiling
     first in each). Returns (results, ceiling or None, per-G table facts)."""
-    from ._cuda.backend import DEFAULT_GROUP_SIZE
+    from .._cuda.backend import DEFAULT_GROUP_SIZE
 
     table_cases, maps = [], {}
     for g in group_sizes:
@@ -1161,7 +1161,7 @@ def run_cuda(quick: bool = False, keys: int | None = None, reps: int | None = No
 
     simulated = bool(config.ENABLE_CUDASIM)
     try:
-        from ._cuda import cuda_backend
+        from .._cuda import cuda_backend
 
         cuda_backend()  # raises, saying what to install or enable, when the GPU cannot be used
     except (ImportError, RuntimeError) as err:
@@ -1169,7 +1169,7 @@ def run_cuda(quick: bool = False, keys: int | None = None, reps: int | None = No
         return 2
     from numba import cuda
 
-    from ._cuda.backend import DEFAULT_GROUP_SIZE, GROUP_SIZES
+    from .._cuda.backend import DEFAULT_GROUP_SIZE, GROUP_SIZES
 
     if simulated:
         from numba.cuda.simulator.kernelapi import FakeCUDAModule  # ``cuda`` inside a kernel
