@@ -1,6 +1,8 @@
-"""BucketListMap: the MultiMap semantics (checked against a dict of lists, as in
-test_multimap.py) over linked buckets of a value pool, on every backend; and what the layout
-reports about itself (key and value load factors, bytes per value, compaction)."""
+"""BucketListMap: the MultiMap semantics over linked buckets of a value pool, for several bucket
+shapes, checked against a dict of lists on every backend; and what the layout reports about itself
+(key and value load factors, bytes per value, compaction). The semantics both multi-value tables
+share (reserved keys, max_values_per_key, bad input, save/load, big batches...) are tested once,
+on both, in test_multimap.py (its ``layout`` fixture)."""
 
 from __future__ import annotations
 
@@ -8,10 +10,10 @@ import numpy as np
 import pytest
 
 import bulkhash
-from _support import KEY_DTYPES, on_simulator, random_keys, sized
+from _support import KEY_DTYPES, host, on_simulator, sized
 from bulkhash.bucketlist import BucketListMap
-from bulkhash.multimap import MAX_VALUES_REACHED, MultiInsertResult
-from test_multimap import Reference, assert_multimap_equals, batch, host
+from bulkhash.multimap import MultiInsertResult
+from test_multimap import Reference, assert_multimap_equals, batch
 
 pytestmark = pytest.mark.usefixtures("each_device")
 
@@ -42,32 +44,6 @@ def test_matches_dict_of_lists(kd, shape):
         erase = batch(rng, kd, sized(200, 8), distinct)
         np.testing.assert_array_equal(host(m.erase(erase)), ref.erase(erase))
         assert_multimap_equals(m, ref, probe=[1, 2])
-
-
-def test_every_key_value_is_legal_and_keeps_its_order():
-    m = BucketListMap("int64", "float32", max_bucket_size=2)
-    keys = np.array([0, -1, 5, 0, -1, 0, 5, 2**63 - 1, -2**63, 0, 0], np.int64)
-    values = np.arange(keys.size, dtype=np.float32)
-    m.insert(keys, values)
-    offsets, got = (host(a) for a in m.get([0, -1, 5, 7]))
-    assert offsets.tolist() == [0, 5, 7, 9, 9]
-    assert got.tolist() == [0, 3, 5, 9, 10, 1, 4, 2, 6]
-    assert host(m.erase([-1, -1, 0])).tolist() == [2, 0, 5]
-    m.insert([-1, 0], [9, 8])
-    assert host(m.get([-1, 0])[1]).tolist() == [9, 8]
-    assert m.num_keys == 5 and len(m) == 6
-
-
-def test_max_values_per_key_is_reported_per_pair():
-    m = BucketListMap("uint32", "int32", max_values_per_key=3)
-    ref = Reference("int32", max_values=3)
-    keys = np.array([1, 1, 0, 1, 1, 2, 0, 0, 0, 1], np.uint32)
-    values = np.arange(keys.size, dtype=np.int32)
-    result = m.insert(keys, values, status=True)
-    np.testing.assert_array_equal(result.status, ref.insert(keys, values))
-    assert result.max_values_reached == 3
-    assert (result.status[[4, 8, 9]] == MAX_VALUES_REACHED).all()
-    assert_multimap_equals(m, ref)
 
 
 def test_fixed_table_refuses_past_capacity_and_key_capacity():
@@ -109,19 +85,6 @@ def test_layout_reports_and_compaction():
     assert_multimap_equals(m, ref)
 
 
-def test_reserve_copy_clear():
-    m = BucketListMap("int32", "float64", capacity=8)
-    m.insert([1, 2, 1], [1.5, 2.5, 3.5])
-    m.reserve(3000)
-    assert m.capacity >= 3003
-    c = m.copy()
-    c.insert([1], [9.0])
-    assert host(m.count([1])).tolist() == [2] and host(c.count([1])).tolist() == [3]
-    m.clear()
-    assert len(m) == 0 and m.num_keys == 0 and host(m.keys()).size == 0
-    assert host(c.get([1])[1]).tolist() == [1.5, 3.5, 9.0]
-
-
 @pytest.mark.parametrize("kwargs, match", [
     (dict(min_bucket_size=0), "min_bucket_size"),
     (dict(max_bucket_size=2, min_bucket_size=4), "below min_bucket_size"),
@@ -133,63 +96,6 @@ def test_reserve_copy_clear():
 def test_bad_constructor_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         BucketListMap(**kwargs)
-
-
-def test_bad_input_changes_nothing():
-    m = BucketListMap("uint64", "uint8")
-    m.insert([1, 2, 1], [3, 4, 5])
-    for call in (lambda: m.insert([1.5], [1]), lambda: m.insert([1], [256]),
-                 lambda: m.insert([1, 2], [1]), lambda: m.get([-1])):
-        with pytest.raises((TypeError, ValueError)):
-            call()
-    assert len(m) == 3 and host(m.get([1])[1]).tolist() == [3, 5]
-
-
-@pytest.mark.parametrize("target", ["cpu", "cuda"])
-def test_save_load_round_trip(tmp_path, target):
-    from test_multimap import cuda_available
-
-    if target == "cuda" and not cuda_available():
-        pytest.skip("no CUDA backend in this run")
-    rng = np.random.default_rng(6)
-    m = BucketListMap("int64", "float32", min_bucket_size=2, grow_factor=1.5, seed=5)
-    ref = Reference("float32")
-    keys = batch(rng, "int64", 60, 12)
-    values = rng.standard_normal(keys.size).astype(np.float32)
-    m.insert(keys, values)
-    ref.insert(keys, values)
-    path = tmp_path / "bl.bh"
-    m.save(path)
-    loaded = bulkhash.load(path, device=target)
-    assert type(loaded) is BucketListMap and loaded.device == target
-    assert (loaded.min_bucket_size, loaded.grow_factor, loaded.seed) == (2, 1.5, 5)
-    previous = bulkhash.set_default_device(target)
-    try:
-        assert_multimap_equals(loaded, ref)
-    finally:
-        bulkhash.set_default_device(previous)
-
-
-@pytest.mark.cpu_sized
-def test_large_batches_match_numpy_grouping():
-    rng = np.random.default_rng(8)
-    m = BucketListMap("uint64", "uint32", capacity=1000, max_bucket_size=64)
-    all_keys, all_values = [], []
-    for _ in range(3):
-        keys = random_keys(rng, "uint64", 120_000, distinct=25_000)
-        values = rng.integers(0, 2**32, keys.size, dtype=np.uint32)
-        m.insert(keys, values)
-        all_keys.append(keys)
-        all_values.append(values)
-    keys, values = np.concatenate(all_keys), np.concatenate(all_values)
-    order = np.argsort(keys, kind="stable")
-    uniq, starts, counts = np.unique(keys[order], return_index=True, return_counts=True)
-    offsets, got = m.get(uniq)
-    np.testing.assert_array_equal(np.diff(offsets), counts)
-    np.testing.assert_array_equal(got, values[order])
-    assert len(m) == keys.size and m.num_keys == uniq.size
-    np.testing.assert_array_equal(m.erase(uniq[::3]), counts[::3])
-    np.testing.assert_array_equal(m.count(uniq), np.where(np.arange(uniq.size) % 3, counts, 0))
 
 
 _COMPILE = """
