@@ -467,6 +467,26 @@ def insert(slots, n_buckets, bsize, seed, tomb, state, side, keys, values, max_p
     state[KEYS] += new_keys
 
 
+@njit(inline="always", cache=True, nogil=True)
+def _remove_key(slots, n_buckets, bsize, tomb, k, b):
+    """Remove every row of key ``k`` along its probe from bucket ``b`` to the probe's end;
+    returns (values, rows, tombstones added)."""
+    values = np.int64(0)
+    rows = np.int64(0)
+    tombs = np.int64(0)
+    for _ in range(n_buckets):
+        match, empty, _ = bucket_masks(slots, b, bsize, k, tomb)
+        if match:
+            v, r, t = remove_rows(slots, bsize, tomb, b, match)
+            values += v
+            rows += r
+            tombs += t
+        if empty:
+            break
+        b = next_bucket(b, n_buckets)
+    return values, rows, tombs
+
+
 @njit(cache=True, nogil=True)
 def _erase_range(slots, n_buckets, bsize, seed, tomb, keys, lo, hi, mark_reserved, removed):
     """One thread's share of ``erase``; returns (values, rows, tombstones added, keys) removed."""
@@ -489,17 +509,9 @@ def _erase_range(slots, n_buckets, bsize, seed, tomb, keys, lo, hi, mark_reserve
         if deferred:
             removed[i] = -1
             continue
-        total = np.int64(0)
-        for _ in range(n_buckets):
-            match, empty, _ = bucket_masks(slots, b, bsize, k, tomb)
-            if match:
-                v, r, t = remove_rows(slots, bsize, tomb, b, match)
-                total += v
-                rows += r
-                tombs += t
-            if empty:
-                break
-            b = next_bucket(b, n_buckets)
+        total, r, t = _remove_key(slots, n_buckets, bsize, tomb, k, b)
+        rows += r
+        tombs += t
         removed[i] = total
         values += total
         gone += total > 0
@@ -537,17 +549,9 @@ def erase(slots, n_buckets, bsize, seed, tomb, state, keys, removed, nthreads):
             total = state[SIDE + s]
             state[SIDE + s] = 0
         else:
-            k = np.uint64(key)
-            for _ in range(n_buckets):
-                match, empty, _ = bucket_masks(slots, b, bsize, k, tomb)
-                if match:
-                    v, r, t = remove_rows(slots, bsize, tomb, b, match)
-                    total += v
-                    rows += r
-                    tombs += t
-                if empty:
-                    break
-                b = next_bucket(b, n_buckets)
+            total, r, t = _remove_key(slots, n_buckets, bsize, tomb, np.uint64(key), b)
+            rows += r
+            tombs += t
         removed[i] = total
         values += total
         gone += total > 0
