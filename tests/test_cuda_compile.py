@@ -30,15 +30,52 @@ import numba.cuda.dispatcher as _dispatcher
 _dispatcher.get_current_device = lambda: _types.SimpleNamespace(compute_capability=CC)
 """
 
-_COMPILE_ALL = """
+_KINDS = """
 import json
 from numba import cuda, types as T
-from bulkhash._cuda import kernels as K
 
-i8, u8, u32, u64, b1 = T.int64, T.uint8, T.uint32, T.uint64, T.boolean
+i8, u8, u32, u64, b1, f8 = T.int64, T.uint8, T.uint32, T.uint64, T.boolean, T.float64
 A = lambda t: t[::1]
+report = {}
+"""
+
+_SWEEP = """
+kernels = {name for name, obj in vars(K).items()  # the module's own kernels (not device functions)
+           if type(obj).__module__.startswith("numba.cuda") and hasattr(obj, "py_func")
+           and obj.py_func.__module__ == K.__name__ and not obj.targetoptions.get("device")}
+compiled = {}
+for W in (u32, u64):
+    for name, sig in signatures(W).items():
+        ptx, _ = cuda.compile_ptx(getattr(K, name).py_func, sig, cc=CC)
+        compiled[name] = compiled.get(name, 0) + ("atom." in ptx) + ("vote.sync" in ptx)
+        assert f".target sm_{CC[0]}{CC[1]}" in ptx, name
+"""
 
 
+def compile_kernels(module: str, definitions: str, after: str = "", cc=(8, 0)) -> dict:
+    """Compile every kernel of ``bulkhash._cuda.<module>`` to PTX for ``cc``, for both word
+    types, in a child process with no GPU.
+
+    ``definitions`` (Python source) defines ``signatures(W) -> {kernel name: argument types}``
+    (``A(t)`` is a 1-D C array of ``t``; ``i8 u8 u32 u64 b1 f8`` are Numba types; ``K`` is the
+    module); ``after`` runs last and may compile more (user kernels with refs) and put what it
+    finds in the dict ``report``. Returns ``report`` with ``kernels`` (every kernel the module
+    defines) and ``compiled`` (per kernel: how many of its two PTX texts hold an atomic, plus how
+    many hold a warp vote).
+    """
+    script = (f"CC = {cc!r}\n" + _NO_DRIVER + _KINDS
+              + f"from bulkhash._cuda import {module} as K\n"
+              + textwrap.dedent(definitions) + _SWEEP + textwrap.dedent(after)
+              + "print(json.dumps(dict(report, kernels=sorted(kernels), compiled=compiled)))\n")
+    done = _child(script)
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(report["compiled"]) == set(report["kernels"]), (
+        "a kernel has no signature in this test: add it to signatures()")
+    return report
+
+
+_SIGNATURES = """
 def signatures(W):
     geometry = (A(W), i8, i8, i8, u64, W, A(i8))  # flat, wps, G, n_windows, seed, tomb, state
     return {
@@ -63,18 +100,6 @@ def signatures(W):
         "put": (A(W), A(i8), A(W)),
         "equal_to": (A(u8), u8, A(b1)),
     }
-
-
-kernels = {name for name, obj in vars(K).items()  # the module's own kernels (not device functions)
-           if type(obj).__module__.startswith("numba.cuda") and hasattr(obj, "py_func")
-           and obj.py_func.__module__ == K.__name__ and not obj.targetoptions.get("device")}
-compiled = {}
-for W in (u32, u64):
-    for name, sig in signatures(W).items():
-        ptx, _ = cuda.compile_ptx(getattr(K, name).py_func, sig, cc=CC)
-        compiled[name] = compiled.get(name, 0) + ("atom." in ptx) + ("vote.sync" in ptx)
-        assert f".target sm_{CC[0]}{CC[1]}" in ptx, name
-print(json.dumps({"kernels": sorted(kernels), "compiled": compiled}))
 """
 
 
@@ -87,12 +112,7 @@ def _child(script: str, **env) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("cc", [(8, 0), (9, 0)])
 def test_every_kernel_compiles_to_ptx(cc):
-    header = f"CC = {cc!r}\n"
-    done = _child(header + _NO_DRIVER + _COMPILE_ALL)
-    assert done.returncode == 0, done.stderr[-4000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert set(report["compiled"]) == set(report["kernels"]), (
-        "a kernel has no signature in this test: add it to signatures()")
+    report = compile_kernels("kernels", _SIGNATURES, cc=cc)
     # the probing kernels vote with ballot_sync and claim with atomics
     for name in ("claim", "refind", "locate", "lookup"):
         assert report["compiled"][name] >= 2, name

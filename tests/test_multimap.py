@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import json
 
 import numba
 import numpy as np
@@ -541,14 +540,8 @@ def test_prange_inserts_from_many_threads_lose_nothing(each_device):
 
 
 # ------------------------------------------------------------------------------- PTX
-_COMPILE = """
-import json
-from numba import cuda, types as T
-from bulkhash._cuda import multi as K
+_SIGNATURES = """
 from bulkhash._cuda.multi_refs import ref_type
-
-i8, u8, u64, b1 = T.int64, T.uint8, T.uint64, T.boolean
-A = lambda t: t[::1]
 
 
 def signatures(W):
@@ -581,23 +574,14 @@ def user_kernel(ref, keys, values, out, counts, flags):
         counts[i] = ref.count(keys[i]) + ref.retrieve(keys[i], out[i])
         flags[i] = ref.contains(keys[i])
         counts[0] = ref.failed()
+"""
 
-
-kernels = {name for name, obj in vars(K).items()
-           if type(obj).__module__.startswith("numba.cuda") and hasattr(obj, "py_func")
-           and obj.py_func.__module__ == K.__name__ and not obj.targetoptions.get("device")}
-compiled = {}
-for W in (T.uint32, T.uint64):
-    for name, sig in signatures(W).items():
-        ptx, _ = cuda.compile_ptx(getattr(K, name).py_func, sig, cc=CC)
-        compiled[name] = compiled.get(name, 0) + ("atom." in ptx) + ("vote.sync" in ptx)
-refs = {}
+_REFS = """
 for kd, vd, per_slot in (("uint64", "float32", 1), ("uint32", "int16", 3)):
     vt = getattr(T, vd)
     ptx, _ = cuda.compile_ptx(user_kernel, (ref_type(kd, vd, per_slot), A(getattr(T, kd)), A(vt),
                                             T.Array(vt, 2, "C"), A(i8), A(b1)), cc=CC)
-    refs[kd + vd] = (".cas." in ptx) + ("vote.sync" in ptx)
-print(json.dumps({"kernels": sorted(kernels), "compiled": compiled, "refs": refs}))
+    report[kd + vd] = (".cas." in ptx) + ("vote.sync" in ptx)
 """
 
 
@@ -606,12 +590,10 @@ def test_every_kernel_and_ref_method_compiles_to_ptx(each_device):
     pytest.importorskip("numba_cuda", reason="needs numba-cuda")
     if each_device != "cpu":
         pytest.skip("device-independent: checked once, in the cpu run")
-    from test_cuda_compile import _NO_DRIVER, _child
+    from test_cuda_compile import compile_kernels
 
-    done = _child("CC = (8, 0)\n" + _NO_DRIVER + _COMPILE)
-    assert done.returncode == 0, done.stderr[-4000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert set(report["compiled"]) == set(report["kernels"]), "a kernel lacks a signature here"
+    report = compile_kernels("multi", _SIGNATURES, after=_REFS)
     for name in ("append_groups", "erase_groups", "count", "fill"):
         assert report["compiled"][name] >= 2, name  # voted with ballot_sync, and atomics
-    assert all(v == 2 for v in report["refs"].values()), report["refs"]
+    refs = {k: report[k] for k in ("uint64float32", "uint32int16")}
+    assert all(v == 2 for v in refs.values()), refs  # a user kernel's ref: CAS claims, votes
