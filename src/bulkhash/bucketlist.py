@@ -59,11 +59,15 @@ class BucketStore:
 
     # ---------------------------------------------------------------- storage
     def _allocate(self, capacity: int, key_capacity: int) -> None:
+        generation = 0
+        if getattr(self, "state", None) is not None:  # refs of the old arrays go stale
+            generation = self._read(BL.GENERATION) + 1
+            self.state[BL.GENERATION] = generation
         self.index = OpenTable(self.word, 2, key_capacity, **self._index_args)
         self.backend = self.index.backend
         self.capacity = capacity
-        self.next_id = 0
         self.state = self.backend.from_host(np.zeros(BL.STATE_LEN, np.int64))
+        self.state[BL.GENERATION] = generation
         self.records = self._new(max(16, key_capacity), BL.RECORD_WORDS)
         self.buckets = self._new(max(16, key_capacity), BL.BUCKET_WORDS)
         self.pool = self._new_pool(max(64, capacity))
@@ -77,8 +81,19 @@ class BucketStore:
     def _new_pool(self, size: int):
         return self.backend.zeros((size, 1), self.word).reshape(size)
 
+    @property
+    def next_id(self) -> int:
+        """The id the next new key gets (kept in the state vector: refs take ids too)."""
+        return self._read(BL.NEXT_ID)
+
+    @next_id.setter
+    def next_id(self, value: int) -> None:
+        self.state[BL.NEXT_ID] = value
+
     def _grown(self, arr, rows: int, width: int | None):
-        """``arr`` with room for ``rows`` (entries past the old ones as ``_new`` makes them)."""
+        """``arr`` with room for ``rows`` (entries past the old ones as ``_new`` makes them);
+        the caller replaces ``arr`` with it, so refs of the old one go stale."""
+        self.state[BL.GENERATION] = self._read(BL.GENERATION) + 1
         fresh = self._new(rows, width) if width else self._new_pool(rows)
         old = arr.shape[0]
         if isinstance(fresh, np.ndarray):
@@ -349,6 +364,33 @@ class BucketListMap(MultiValueTable):
     @property
     def grow_factor(self) -> float:
         return self._table.grow
+
+    def ref(self, reserve: int = 0):
+        """A view for per-element use inside your own ``@numba.njit`` code, or for a
+        ``device="cuda"`` table (``group_size=1``) inside ``@cuda.jit`` kernels:
+        ``insert(key, value)``, ``count(key)``, ``contains(key)``, ``retrieve(key, out)``,
+        ``failed()`` (see ``bulkhash.bucketlist_refs``). ``reserve=n`` first grows the table so
+        that ``n`` more values fit, whatever keys they go to: a ref never grows its table (a fixed
+        table keeps its key index and ``capacity``, and raises if ``n`` values are past it).
+        Sizing the pool for ``n`` values reads every key's last bucket size: one pass over the
+        records, so take a reserved ref per batch of work, not per element."""
+        if isinstance(reserve, bool) or not isinstance(reserve, (int, np.integer)) or reserve < 0:
+            raise ValueError(f"reserve={reserve!r} must be a non-negative integer")
+        t = self._table
+        if self._device == "cuda" and t.backend.group_size != 1:
+            raise ValueError("a GPU BucketListMap ref works one thread per element: make the "
+                             f"table with group_size=1 (it has {t.backend.group_size})")
+        from .bucketlist_refs import make_room
+
+        if reserve:
+            self.reserve(int(reserve))
+            with t.lock.writing():
+                make_room(t, int(reserve))
+        if self._device == "cuda":
+            from ._cuda.bucketlist_refs import make_ref
+        else:
+            from .bucketlist_refs import make_ref
+        return make_ref(self)
 
     def _params(self) -> dict:
         return dict(key_dtype=str(self._key_dtype), value_dtype=str(self.value_dtype),

@@ -22,6 +22,11 @@ Buckets are allocated by bumping ``state[POOL_TOP]`` and ``state[N_BUCKETS]``: n
 by one. Erasing a key releases its buckets as *garbage*, and the table compacts itself (rebuilds
 its pool in key order) when garbage passes half the pool.
 
+Refs (``bulkhash.bucketlist_refs``) append from compiled code while no bulk call runs: they take
+key ids off ``state[NEXT_ID]`` and pool room off the same counters with atomic adds, and lock a
+key's record while they append to it by making its ``tail_fill`` word negative (``-1 - fill``;
+a bulk call never sees a locked record: every ref insert unlocks before it returns).
+
 Parallel appends without locks
 ------------------------------
 Appending to a key touches only its record and its tail bucket, so a batch is split by key id:
@@ -57,6 +62,9 @@ VALUES = 0  # values stored
 POOL_TOP = 1  # pool slots handed out to buckets
 N_BUCKETS = 2  # buckets handed out
 GARBAGE = 3  # pool slots of erased keys' buckets (reclaimed by compaction)
+NEXT_ID = 4  # key ids handed out (the next new key's id; refs take ids with atomic adds)
+GENERATION = 5  # bumped whenever an array is replaced (stale refs detect it; as the open tables')
+REF_FAILED = 6  # inserts through a ref that found no room (``bulkhash.bucketlist_refs``)
 STATE_LEN = 8
 
 # --- per-pair outcome codes of append (uint8): those of ``bulkhash._cpu.multi``, one more ----
