@@ -64,6 +64,23 @@ def test_fixed_table_refuses_past_capacity_and_key_capacity():
         assert not refused.any() or refused[np.argmax(refused):].all()
 
 
+def test_keys_whose_every_pair_was_refused_are_not_keys():
+    """A fixed table that refuses all of a new key's pairs (the pool is full, not the key
+    index) must not count or list that key (found by the multi-value state machine)."""
+    m = BucketListMap("uint32", "bool", 3, key_capacity=8, growable=False, min_bucket_size=2)
+    keys = np.array([4294967294, 13, 4294967295, 13, 4294967294, 6], np.uint32)
+    values = np.array([True, False, False, False, False, True])
+    with pytest.raises(bulkhash.TableFullError) as info:
+        m.insert(keys, values)
+    failed = np.asarray(info.value.failed_indices)
+    ref = Reference("bool")
+    ref.insert(keys, values, skip=set(failed.tolist()))
+    assert len(ref.live()) < np.unique(keys).size  # some key lost every pair
+    assert_multimap_equals(m, ref)  # num_keys, keys(), items(), get, count
+    m.erase(host(m.keys()))
+    assert m.insert(keys[:3], values[:3]).stored == 3  # the refused keys took no key room
+
+
 def test_layout_reports_and_compaction():
     per_key = 16
     m = BucketListMap("uint64", "uint32", min_bucket_size=1, grow_factor=2.0)

@@ -11,7 +11,8 @@ import numba
 import numpy as np
 import pytest
 from numba import cuda
-from test_multimap import Reference, assert_multimap_equals, host
+from _support import host
+from test_multimap import Reference, assert_multimap_equals
 
 import bulkhash
 from bulkhash.bucketlist import BucketListMap
@@ -149,7 +150,8 @@ def test_fixed_table_refuses_past_capacity_and_max_values():
     m = new_table("int64", "float32", 6, growable=False, max_values_per_key=2)
     m.insert([1, 8], [0.5, 0.25])
     keys = np.array([1, 1, 1, 2, 3, 4, 5, 6, 7], np.int64)
-    stored = ref_insert(m, keys, np.arange(keys.size, dtype=np.float32))
+    values = np.arange(keys.size, dtype=np.float32)
+    stored = ref_insert(m, keys, values)
     # 1 takes one more value, its third is refused by the limit; of the rest, capacity decides
     assert stored.sum() == 4 and len(m) == 6
     if m.device == "cpu":
@@ -161,6 +163,12 @@ def test_fixed_table_refuses_past_capacity_and_max_values():
         assert counts.tolist() == [2, 1] and failed == 3  # the limit's refusals are no failures
     else:  # threads race for the last room: 1's inserts may meet the limit or a full table
         assert counts[1] == 1 and (failed == 3 if counts[0] == 2 else failed == 5)
+    # the new keys whose insert was refused are not keys of the table (they hold no value)
+    ref = Reference("float32")
+    ref.insert([1, 8], [0.5, 0.25])
+    ref.insert(keys[stored], values[stored])
+    assert_same_multisets(m, ref)
+    assert m.num_keys == len(ref.live()) and sorted(host(m.keys()).tolist()) == sorted(ref.live())
 
 
 def test_room_runs_out_without_reserve_and_reserve_makes_it():

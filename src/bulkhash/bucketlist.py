@@ -118,7 +118,7 @@ class BucketStore:
 
     @property
     def num_keys(self) -> int:
-        return len(self.index)
+        return len(self.index) if not self._read(BL.REF_FAILED) else int(self.unique_keys().size)
 
     @property
     def key_capacity(self) -> int:
@@ -178,7 +178,16 @@ class BucketStore:
                                                      keys=backend.take(words, full))
             tally += retry_tally
             backend.put(outcome, full, retry)
+        if new.size and tally[BL.FULL]:  # a fixed table refused every pair of some new keys
+            new_words = backend.take(words, new)
+            self.index.erase(self._subset(new_words, self._holding(new_words, False)))
         return outcome, tally
+
+    def _holding(self, words, holds: bool) -> np.ndarray:
+        """Host positions of the (indexed) keys ``words`` that hold values (or, ``holds=False``,
+        that hold none: their index entry is left over from pairs that were refused)."""
+        counts = self.backend.to_host(self.kernels.counts(self, self._key_ids(words)))
+        return np.flatnonzero((counts > 0) == holds)
 
     def _make_room(self, n: int, new_keys: int) -> None:
         """Grow the pool and the bucket array ahead of a batch of ``n`` pairs, ``new_keys`` of
@@ -219,7 +228,19 @@ class BucketStore:
         return offsets, self.kernels.fill(self, kids, offsets, total)
 
     def unique_keys(self):
-        return self.index.items(want_values=False)[0]
+        """Every key holding a value. A ref insert refused for want of room may leave a new key
+        in the index with none (refs cannot take it out again: another thread may be adding to
+        it): those are skipped once a ref has refused anything."""
+        words = self.index.items(want_values=False)[0]
+        if self._read(BL.REF_FAILED):
+            words = self._subset(words, self._holding(words, True))
+        return words
+
+    def _subset(self, words, positions: np.ndarray):
+        """``words[positions]`` (``backend.take`` treats a one-element array as a scalar)."""
+        if positions.size == words.size:
+            return words
+        return self.backend.take(words, positions) if positions.size else words[:0]
 
     def dump(self):
         """(key word per value, value words): grouped by key, each key's values in order."""
