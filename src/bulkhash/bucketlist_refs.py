@@ -85,8 +85,7 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, types
-from numba.np.numpy_support import as_dtype
+from numba import njit
 
 from . import refs as open_refs
 from ._cpu import bucketlist as BL
@@ -394,54 +393,6 @@ def _retrieve(t, k, out):
 
 
 # ------------------------------------------------------------------ compiled front end
-# The method names are registered once in ``bulkhash.refs``; these typers answer for
-# BucketListMapRef.
-
-def _insert_typer(ref, key, value):
-    if not open_refs._given(value):
-        return None
-    to_word = open_refs._key_to_word(ref)
-    word = open_refs._field(ref, "pool").dtype
-    value_to_word, _, _, _ = open_refs._value_codec(open_refs._field(ref, "value_marker").dtype)
-    return lambda ref, key, value=None: _insert(ref, to_word(key), word(value_to_word(value)))
-
-
-def _count_typer(ref, key):
-    to_word = open_refs._key_to_word(ref)
-
-    def impl(ref, key):
-        _check_fresh(ref)
-        return _count(ref, to_word(key))
-
-    return impl
-
-
-def _contains_typer(ref, key):
-    to_word = open_refs._key_to_word(ref)
-
-    def impl(ref, key):
-        _check_fresh(ref)
-        return _count(ref, to_word(key)) > 0
-
-    return impl
-
-
-def _retrieve_typer(ref, key, out):
-    to_word = open_refs._key_to_word(ref)
-    value_dtype = open_refs._field(ref, "value_marker").dtype
-    if not isinstance(out, types.Array) or out.ndim != 1 or out.dtype != value_dtype:
-        raise TypeError(f"retrieve(key, out): out must be a 1-D array of the table's value dtype "
-                        f"({value_dtype}), got {out}")
-    # the pool's words are the values' bits: written through an unsigned view of ``out``
-    bits = getattr(np, f"uint{8 * as_dtype(value_dtype).itemsize}")
-
-    def impl(ref, key, out):
-        _check_fresh(ref)
-        return _retrieve(ref, to_word(key), out.view(bits))
-
-    return impl
-
-
-open_refs.register_ref_methods(BucketListMapRef, insert=_insert_typer, count=_count_typer,
-                               contains=_contains_typer, retrieve=_retrieve_typer,
-                               failed=open_refs._failed)
+open_refs.register_multi_value_methods(BucketListMapRef, insert=_insert, count=_count,
+                                       retrieve=_retrieve, fresh=_check_fresh,
+                                       word_field="pool")

@@ -46,6 +46,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, types
 from numba.extending import overload_method
+from numba.np.numpy_support import as_dtype
 
 from ._cpu import kernels as K
 from ._cpu.intrinsics import bits_to_f32, bits_to_f64, f32_to_bits, f64_to_bits
@@ -251,6 +252,68 @@ register_ref_methods(
     CounterRef, contains=_contains, failed=_failed, get=_get,
     add=lambda ref, key, value: (_insert_or_add(ref, key, value, K.OP_SATURATING_ADD)
                                  if _given(value) else None))
+
+
+# ------------------------------------------------------------------ multi-value refs
+def register_multi_value_methods(ref_class: type, *, insert, count, retrieve, fresh,
+                                 word_field: str) -> None:
+    """Give a multi-value ref class (MultiMap's, BucketListMap's; CPU or GPU) its methods
+    ``insert(key, value)``, ``count(key)``, ``contains(key)``, ``retrieve(key, out)`` and
+    ``failed()``, from its compiled operations on table words: ``insert(ref, key word, value
+    word)``, ``count(ref, key word)``, ``retrieve(ref, key word, out as unsigned words)``.
+    ``fresh(ref)`` runs first (the CPU's raises on a stale ref; a GPU operation checks for
+    itself and passes a no-op); ``word_field`` names the ref's field of table words."""
+
+    def conversions(ref):
+        value_to_word = _value_codec(_field(ref, "value_marker").dtype)[0]
+        return _key_to_word(ref), value_to_word, _field(ref, word_field).dtype
+
+    def insert_typer(ref, key, value):
+        if not _given(value):
+            return None
+        to_word, value_to_word, word = conversions(ref)
+
+        def impl(ref, key, value=None):
+            fresh(ref)
+            return insert(ref, word(to_word(key)), word(value_to_word(value)))
+
+        return impl
+
+    def count_typer(ref, key):
+        to_word, _, word = conversions(ref)
+
+        def impl(ref, key):
+            fresh(ref)
+            return count(ref, word(to_word(key)))
+
+        return impl
+
+    def contains_typer(ref, key):
+        to_word, _, word = conversions(ref)
+
+        def impl(ref, key):
+            fresh(ref)
+            return count(ref, word(to_word(key))) > 0
+
+        return impl
+
+    def retrieve_typer(ref, key, out):
+        value_dtype = _field(ref, "value_marker").dtype
+        if not isinstance(out, types.Array) or out.ndim != 1 or out.dtype != value_dtype:
+            raise TypeError(f"retrieve(key, out): out must be a 1-D array of the table's value "
+                            f"dtype ({value_dtype}), got {out}")
+        to_word, _, word = conversions(ref)
+        # the table's value words are the values' bits: written through an unsigned view
+        bits = getattr(np, f"uint{8 * as_dtype(value_dtype).itemsize}")
+
+        def impl(ref, key, out):
+            fresh(ref)
+            return retrieve(ref, word(to_word(key)), out.view(bits))
+
+        return impl
+
+    register_ref_methods(ref_class, insert=insert_typer, count=count_typer,
+                         contains=contains_typer, retrieve=retrieve_typer, failed=_failed)
 
 
 def _ref_insert(ref, key, value=None):

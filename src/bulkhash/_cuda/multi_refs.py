@@ -63,6 +63,7 @@ from .._cpu import kernels as CK
 from .._cpu import multi as M
 from . import multi as GM
 from .kernels import _probe_start
+from . import refs as open_cuda_refs
 from .refs import _begin, _key_word, _value_bits
 
 # ``_begin`` (the stale-ref and group checks of the open tables' refs) reads the state vector at
@@ -274,42 +275,6 @@ def ref_type(key_dtype, value_dtype, values_per_slot: int = 1) -> types.Type:
 
 
 # ------------------------------------------------------------------ the compiled front end
-# The method names are registered once in ``bulkhash.refs`` (for CUDA by ``bulkhash._cuda.refs``,
-# imported above); these typers answer for CudaMultiMapRef.
-
-def _conversions(ref):
-    """(key to bits, value to bits, the word type) for the ref's dtypes."""
-    value_bits, _, _, _ = cpu_refs._value_codec(cpu_refs._field(ref, "value_marker").dtype)
-    return cpu_refs._key_to_word(ref), value_bits, cpu_refs._field(ref, "flat").dtype
-
-
-def _insert_typer(ref, key, value):
-    if not cpu_refs._given(value):
-        return None
-    to_bits, value_bits, word = _conversions(ref)
-    return lambda ref, key, value=None: _insert(ref, word(to_bits(key)), word(value_bits(value)))
-
-
-def _count_typer(ref, key):
-    to_bits, _, word = _conversions(ref)
-    return lambda ref, key: _count(ref, word(to_bits(key)))
-
-
-def _contains_typer(ref, key):
-    to_bits, _, word = _conversions(ref)
-    return lambda ref, key: _count(ref, word(to_bits(key))) > 0
-
-
-def _retrieve_typer(ref, key, out):
-    value_dtype = cpu_refs._field(ref, "value_marker").dtype
-    if not isinstance(out, types.Array) or out.ndim != 1 or out.dtype != value_dtype:
-        raise TypeError(f"retrieve(key, out): out must be a 1-D array of the table's value dtype "
-                        f"({value_dtype}), got {out}")
-    to_bits, _, word = _conversions(ref)
-    bits = getattr(np, f"uint{8 * numba.np.numpy_support.as_dtype(value_dtype).itemsize}")
-    return lambda ref, key, out: _retrieve(ref, word(to_bits(key)), out.view(bits))
-
-
-cpu_refs.register_ref_methods(CudaMultiMapRef, insert=_insert_typer, count=_count_typer,
-                              contains=_contains_typer, retrieve=_retrieve_typer,
-                              failed=lambda ref: lambda ref: ref.state[M.REF_FAILED])
+cpu_refs.register_multi_value_methods(CudaMultiMapRef, insert=_insert, count=_count,
+                                      retrieve=_retrieve, fresh=open_cuda_refs.no_check,
+                                      word_field="flat")

@@ -196,6 +196,12 @@ def _value_word(ref, key, default):
 
 
 @cuda.jit(device=True)
+def no_check(ref):
+    """A GPU ref's staleness check, where its operations check for themselves (a kernel cannot
+    raise: a stale ref's operations do nothing and count in ``failed()``)."""
+
+
+@cuda.jit(device=True)
 def _failed(ref):
     return ref.state[REF_FAILED]
 
