@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 
-import numba
 import numpy as np
 import pytest
-from numba import cuda
+from _ref_kernels import (multi_insert, multi_insert_gpu, multi_insert_parallel, multi_query,
+                          multi_ref_insert, multi_ref_query)
 from _support import host
 from test_multimap import Reference, assert_multimap_equals
 
@@ -21,74 +21,6 @@ pytestmark = pytest.mark.usefixtures("each_device")
 
 
 # ------------------------------------------------------------------------------- helpers
-@numba.njit
-def _cpu_insert(ref, keys, values):
-    stored = np.empty(keys.size, np.bool_)
-    for i in range(keys.size):
-        stored[i] = ref.insert(keys[i], values[i])
-    return stored
-
-
-@numba.njit(parallel=True)
-def _cpu_insert_parallel(ref, keys, values):
-    stored = np.empty(keys.size, np.bool_)
-    for i in numba.prange(keys.size):
-        stored[i] = ref.insert(keys[i], values[i])
-    return stored
-
-
-@numba.njit
-def _cpu_query(ref, keys, out):
-    counts = np.empty(keys.size, np.int64)
-    found = np.empty(keys.size, np.bool_)
-    for i in range(keys.size):
-        counts[i] = ref.retrieve(keys[i], out[i])
-        found[i] = ref.contains(keys[i])
-        if ref.count(keys[i]) != counts[i]:  # (no assert: pytest rewrites them, Numba cannot)
-            counts[i] = -1
-    return counts, found, ref.failed()
-
-
-@cuda.jit
-def _gpu_insert(ref, keys, values, stored):
-    i = cuda.grid(1)
-    if i < keys.size:
-        stored[i] = ref.insert(keys[i], values[i])
-
-
-@cuda.jit
-def _gpu_query(ref, keys, out, counts, found, failed):
-    i = cuda.grid(1)
-    if i < keys.size:
-        counts[i] = ref.retrieve(keys[i], out[i])
-        found[i] = ref.contains(keys[i])
-        if ref.count(keys[i]) != counts[i]:
-            counts[i] = -1
-        if i == 0:
-            failed[0] = ref.failed()
-
-
-def ref_insert(m, keys, values, ref=None) -> np.ndarray:
-    ref = m.ref() if ref is None else ref
-    if m.device == "cpu":
-        return _cpu_insert(ref, keys, values)
-    stored = np.zeros(keys.size, np.bool_)
-    _gpu_insert[max(1, -(-keys.size // 32)), 32](ref, keys, values, stored)
-    return stored
-
-
-def ref_query(m, keys, width):
-    """(counts, found, failed(), out): each key's first ``width`` values in ``out[i]``."""
-    out = np.zeros((keys.size, width), m.value_dtype)
-    if m.device == "cpu":
-        counts, found, failed = _cpu_query(m.ref(), keys, out)
-        return counts, found, int(failed), out
-    counts, found, failed = (np.zeros(keys.size, np.int64), np.zeros(keys.size, np.bool_),
-                             np.zeros(1, np.int64))
-    _gpu_query[max(1, -(-keys.size // 32)), 32](m.ref(), keys, out, counts, found, failed)
-    return counts, found, int(failed[0]), out
-
-
 def new_table(*args, **kwargs) -> BucketListMap:
     if bulkhash.get_default_device() == "cuda":
         kwargs["group_size"] = 1  # one thread per element
@@ -114,12 +46,12 @@ def test_ref_methods_match_dict_of_lists(kd, vd):
     m.insert(np.array([5, 5, 0], kd), np.array([1, 2, 3], vd))  # refs see bulk pairs, and back
     keys = np.array([7, 3, 7, 0, all_ones, 7, 5, 9, 3, 7, 7, 7, 7, all_ones], kd)
     values = (np.arange(keys.size) - 2).astype(vd)
-    assert ref_insert(m, keys, values, m.ref(reserve=keys.size)).all()
+    assert multi_ref_insert(m, keys, values, m.ref(reserve=keys.size)).all()
     ref = Reference(vd)
     ref.insert(np.array([5, 5, 0], kd), np.array([1, 2, 3], vd))
     ref.insert(keys, values)
     probe = np.array([7, 3, 0, all_ones, 5, 9, 4, 11], kd)
-    counts, found, failed, out = ref_query(m, probe, 3)  # 3: shorter than 7's 7 values
+    counts, found, failed, out = multi_ref_query(m, probe, 3)  # 3: shorter than 7's 7 values
     expected = [ref.lists.get(k, []) for k in probe.tolist()]
     np.testing.assert_array_equal(counts, [len(v) for v in expected])
     np.testing.assert_array_equal(found, [bool(v) for v in expected])
@@ -137,7 +69,7 @@ def test_ref_methods_match_dict_of_lists(kd, vd):
     more = np.array([11, 7, 12, 0], kd)
     m.insert(more, np.array([1, 2, 3, 4], vd))
     ref.insert(more, np.array([1, 2, 3, 4], vd))
-    assert ref_insert(m, np.array([12, 13], kd), np.array([5, 6], vd),
+    assert multi_ref_insert(m, np.array([12, 13], kd), np.array([5, 6], vd),
                       m.ref(reserve=2)).all()
     ref.insert(np.array([12, 13], kd), np.array([5, 6], vd))
     if m.device == "cpu":
@@ -151,12 +83,12 @@ def test_fixed_table_refuses_past_capacity_and_max_values():
     m.insert([1, 8], [0.5, 0.25])
     keys = np.array([1, 1, 1, 2, 3, 4, 5, 6, 7], np.int64)
     values = np.arange(keys.size, dtype=np.float32)
-    stored = ref_insert(m, keys, values)
+    stored = multi_ref_insert(m, keys, values)
     # 1 takes one more value, its third is refused by the limit; of the rest, capacity decides
     assert stored.sum() == 4 and len(m) == 6
     if m.device == "cpu":
         assert stored.tolist() == [True, False, False, True, True, True, False, False, False]
-    counts, _, failed, _ = ref_query(m, np.array([1, 8], np.int64), 2)
+    counts, _, failed, _ = multi_ref_query(m, np.array([1, 8], np.int64), 2)
     assert failed == m.ref().failed_inserts
     assert 0.5 in host(m.get(1)).tolist() and host(m.get(8)).tolist() == [0.25]  # nothing lost
     if m.device == "cpu":
@@ -179,14 +111,14 @@ def test_room_runs_out_without_reserve_and_reserve_makes_it():
     n = 80
     keys = (np.arange(n) % 5 + 1).astype(np.uint64)
     values = np.arange(n, dtype=np.uint64)
-    stored = ref_insert(m, keys, values)  # capacity 4: at most 3 more values
+    stored = multi_ref_insert(m, keys, values)  # capacity 4: at most 3 more values
     assert stored.sum() == 3 and m.ref().failed_inserts == n - 3
     ref = Reference("uint64")
     ref.insert([1], [100])
     ref.insert(keys[stored], values[stored])
     assert_same_multisets(m, ref)
     rest = ~stored
-    assert ref_insert(m, keys[rest], values[rest], m.ref(reserve=int(rest.sum()))).all()
+    assert multi_ref_insert(m, keys[rest], values[rest], m.ref(reserve=int(rest.sum()))).all()
     ref.insert(keys[rest], values[rest])
     if m.device == "cpu":
         assert_multimap_equals(m, ref)
@@ -209,12 +141,12 @@ def test_stale_ref_is_refused(how):
     values = np.ones(2, np.float32)
     if m.device == "cpu":
         with pytest.raises(RuntimeError, match="stale ref"):
-            _cpu_insert(stale, keys, values)
+            multi_insert(stale, keys, values)
         with pytest.raises(RuntimeError, match="stale ref"):
-            _cpu_query(stale, keys, np.zeros((2, 1), np.float32))
+            multi_query(stale, keys, np.zeros((2, 1), np.float32))
         return
     stored = np.zeros(2, np.bool_)
-    _gpu_insert[1, 32](stale, keys, values, stored)
+    multi_insert_gpu[1, 32](stale, keys, values, stored)
     assert not stored.any() and len(m) == before and stale.failed_inserts == 2
 
 
@@ -237,7 +169,7 @@ def test_prange_inserts_of_many_values_into_few_keys_lose_nothing(each_device):
     keys[7::50] = np.uint64(2**64 - 1)
     values = np.arange(keys.size, dtype=np.uint64)
     r = m.ref(reserve=keys.size)
-    assert _cpu_insert_parallel(r, keys, values).all() and r.failed_inserts == 0
+    assert multi_insert_parallel(r, keys, values).all() and r.failed_inserts == 0
     assert len(m) == keys.size and m.num_keys == np.unique(keys).size
     got_keys, got_values = m.items()
     order = np.argsort(got_values)

@@ -10,14 +10,14 @@ from __future__ import annotations
 import collections
 import functools
 
-import numba
 import numpy as np
 import pytest
-from numba import cuda
 
 import bulkhash
 from _support import (KEY_DTYPES, edge_keys, host, on_simulator, random_keys, random_values,
                       same_values, sized)
+from _ref_kernels import (multi_insert, multi_insert_gpu, multi_insert_parallel,
+                          multi_ref_insert, multi_ref_query)
 from bulkhash.bucketlist import BucketListMap
 from bulkhash.multimap import MAX_VALUES_REACHED, MultiInsertResult, MultiMap
 
@@ -389,73 +389,6 @@ def test_large_batches_match_numpy_grouping(layout):
 # Per-element use from compiled code: ``@njit`` functions for a CPU table, ``@cuda.jit`` kernels
 # (one thread per element, group_size=1) for a GPU one. The same checks run on both.
 
-@numba.njit(cache=True)
-def _cpu_insert(ref, keys, values):
-    stored = np.empty(keys.size, np.bool_)
-    for i in range(keys.size):
-        stored[i] = ref.insert(keys[i], values[i])
-    return stored
-
-
-@numba.njit(parallel=True, cache=True)
-def _cpu_insert_parallel(ref, keys, values):
-    stored = np.empty(keys.size, np.bool_)
-    for i in numba.prange(keys.size):
-        stored[i] = ref.insert(keys[i], values[i])
-    return stored
-
-
-@numba.njit(cache=True)
-def _cpu_query(ref, keys, out):
-    counts = np.empty(keys.size, np.int64)
-    found = np.empty(keys.size, np.bool_)
-    for i in range(keys.size):
-        counts[i] = ref.retrieve(keys[i], out[i])
-        found[i] = ref.contains(keys[i])
-        if ref.count(keys[i]) != counts[i]:  # (no assert: pytest rewrites them, Numba cannot)
-            counts[i] = -1
-    return counts, found, ref.failed()
-
-
-@cuda.jit
-def _gpu_insert(ref, keys, values, stored):
-    i = cuda.grid(1)
-    if i < keys.size:
-        stored[i] = ref.insert(keys[i], values[i])
-
-
-@cuda.jit
-def _gpu_query(ref, keys, out, counts, found, failed):
-    i = cuda.grid(1)
-    if i < keys.size:
-        counts[i] = ref.retrieve(keys[i], out[i])
-        found[i] = ref.contains(keys[i])
-        if ref.count(keys[i]) != counts[i]:
-            counts[i] = -1
-        if i == 0:
-            failed[0] = ref.failed()
-
-
-def ref_insert(m, keys, values) -> np.ndarray:
-    if m.device == "cpu":
-        return _cpu_insert(m.ref(), keys, values)
-    stored = np.zeros(keys.size, np.bool_)
-    _gpu_insert[max(1, -(-keys.size // 32)), 32](m.ref(), keys, values, stored)
-    return stored
-
-
-def ref_query(m, keys, width):
-    """(counts, found, failed(), out): each key's first ``width`` values in ``out[i]``."""
-    out = np.zeros((keys.size, width), m.value_dtype)
-    if m.device == "cpu":
-        counts, found, failed = _cpu_query(m.ref(), keys, out)
-        return counts, found, failed, out
-    counts, found, failed = (np.zeros(keys.size, np.int64), np.zeros(keys.size, np.bool_),
-                             np.zeros(1, np.int64))
-    _gpu_query[max(1, -(-keys.size // 32)), 32](m.ref(), keys, out, counts, found, failed)
-    return counts, found, int(failed[0]), out
-
-
 def new_ref_table(*args, **kwargs):
     if bulkhash.get_default_device() == "cuda":
         kwargs["group_size"] = 1  # one thread per element
@@ -468,12 +401,12 @@ def test_ref_methods_match_dict_of_lists(values_per_slot):
     m.insert([5, 5, 0], [1.5, 2.5, 3.5])  # refs see what the bulk API wrote, and vice versa
     keys = np.array([7, 3, 7, 0, -1, 7, 5, 2**63 - 1, 3], np.int64)
     values = np.arange(keys.size, dtype=np.float32) - 2
-    assert ref_insert(m, keys, values).all()
+    assert multi_ref_insert(m, keys, values).all()
     ref = Reference("float32")
     ref.insert([5, 5, 0], [1.5, 2.5, 3.5])
     ref.insert(keys, values)
     probe = np.array([7, 3, 0, -1, 5, 2**63 - 1, 4, -7], np.int64)
-    counts, found, failed, out = ref_query(m, probe, 4)
+    counts, found, failed, out = multi_ref_query(m, probe, 4)
     expected = [ref.lists.get(k, []) for k in probe.tolist()]
     np.testing.assert_array_equal(counts, [len(v) for v in expected])
     np.testing.assert_array_equal(found, [bool(v) for v in expected])
@@ -497,13 +430,16 @@ def test_ref_methods_match_dict_of_lists(values_per_slot):
 def test_ref_refuses_past_capacity_and_max_values():
     m = new_ref_table("int64", "float32", 6, growable=False, max_values_per_key=2)
     keys = np.array([1, 1, 1, 2, 3, 4, 5, 6, 7], np.int64)
-    stored = ref_insert(m, keys, np.arange(keys.size, dtype=np.float32))
+    stored = multi_ref_insert(m, keys, np.arange(keys.size, dtype=np.float32))
     assert stored.sum() == len(m) == 6  # the third 1 is refused; of the rest, capacity decides
     if m.device == "cpu":
         assert stored.tolist() == [True, True, False, True, True, True, True, False, False]
-    counts, _, failed, _ = ref_query(m, np.array([1], np.int64), 2)
-    assert counts.tolist() == [2] and failed == 2  # the max refusal is not a failure
-    assert m.ref().failed_inserts == 2
+    counts, _, failed, _ = multi_ref_query(m, np.array([1], np.int64), 2)
+    assert m.ref().failed_inserts == failed
+    if m.device == "cpu":
+        assert counts.tolist() == [2] and failed == 2  # the max refusal is not a failure
+    else:  # GPU threads appending one key at once may each pass the limit (module docs)
+        assert (counts[0], failed) in ((2, 2), (3, 3))
 
 
 def test_stale_ref_is_refused():
@@ -514,10 +450,10 @@ def test_stale_ref_is_refused():
     values = np.ones(2, np.float32)
     if m.device == "cpu":
         with pytest.raises(RuntimeError, match="stale ref"):
-            _cpu_insert(stale, keys, values)
+            multi_insert(stale, keys, values)
         return
     stored = np.zeros(2, np.bool_)
-    _gpu_insert[1, 32](stale, keys, values, stored)
+    multi_insert_gpu[1, 32](stale, keys, values, stored)
     assert not stored.any() and len(m) == 0 and stale.failed_inserts == 2
 
 
@@ -531,7 +467,7 @@ def test_prange_inserts_from_many_threads_lose_nothing(each_device):
         keys = rng.integers(0, 500, 50_000).astype(np.uint64)
         keys[::50] = 0  # the side pool's key, from every thread too
         values = np.arange(keys.size, dtype=np.uint64)
-        assert _cpu_insert_parallel(m.ref(reserve=keys.size), keys, values).all()
+        assert multi_insert_parallel(m.ref(reserve=keys.size), keys, values).all()
         assert len(m) == keys.size and m.num_keys == np.unique(keys).size
         got_keys, got_values = m.items()
         order = np.argsort(got_values)
