@@ -62,7 +62,6 @@ from .._cpu import kernels as CK
 from ..probing import next_window
 from .kernels import _probe_start
 from . import refs as open_cuda_refs
-from .refs import _key_word, _value_bits
 
 ABSENT = -1
 NO_ROOM = -2
@@ -302,34 +301,14 @@ def _retrieve(t, k, out_bits):
 
 # ------------------------------------------------------------------ the simulator's front end
 
-def _unsigned(dtype) -> np.dtype:
-    return np.dtype(f"u{np.dtype(dtype).itemsize}")
+# Under NUMBA_ENABLE_CUDASIM a kernel is Python and calls the ref's methods; compiled kernels
+# reach the same device functions through the typers registered at the end of this module.
+_SimulatedMethods = open_cuda_refs.simulated_multi_value_methods(_insert, _count, _retrieve,
+                                                                 BL.REF_FAILED)
 
 
-class CudaBucketListMapRef(_CudaBucketListRefFields):
+class CudaBucketListMapRef(_SimulatedMethods, _CudaBucketListRefFields):
     """Ref of a GPU ``BucketListMap`` (see module docs)."""
-
-    @property
-    def failed_inserts(self) -> int:
-        """``failed()`` read from the host."""
-        return int(self.state[BL.REF_FAILED])
-
-    # Under NUMBA_ENABLE_CUDASIM a kernel is Python and calls these; compiled kernels reach the
-    # same device functions through the overloads below.
-    def insert(self, key, value):
-        return _insert(self, _key_word(self, key), self.flat.dtype.type(_value_bits(self, value)))
-
-    def count(self, key):
-        return _count(self, _key_word(self, key))
-
-    def contains(self, key):
-        return self.count(key) > 0
-
-    def retrieve(self, key, out):
-        return _retrieve(self, _key_word(self, key), out.view(_unsigned(self.value_marker.dtype)))
-
-    def failed(self):
-        return self.state[BL.REF_FAILED]
 
 
 def make_ref(blm) -> CudaBucketListMapRef:

@@ -64,7 +64,7 @@ from .._cpu import multi as M
 from . import multi as GM
 from .kernels import _probe_start
 from . import refs as open_cuda_refs
-from .refs import _begin, _key_word, _value_bits
+from .refs import _begin
 
 # ``_begin`` (the stale-ref and group checks of the open tables' refs) reads the state vector at
 # the open tables' indices: the multimap state keeps them where they are.
@@ -219,34 +219,14 @@ def _retrieve(t, key, out_bits):
 
 # ------------------------------------------------------------------ the simulator's front end
 
-def _unsigned(dtype) -> np.dtype:
-    return np.dtype(f"u{np.dtype(dtype).itemsize}")
+# Under NUMBA_ENABLE_CUDASIM a kernel is Python and calls the ref's methods; compiled kernels
+# reach the same device functions through the typers registered at the end of this module.
+_SimulatedMethods = open_cuda_refs.simulated_multi_value_methods(_insert, _count, _retrieve,
+                                                                 M.REF_FAILED)
 
 
-class CudaMultiMapRef(_CudaMultiMapRefFields):
+class CudaMultiMapRef(_SimulatedMethods, _CudaMultiMapRefFields):
     """Ref of a GPU ``MultiMap`` (see module docs)."""
-
-    @property
-    def failed_inserts(self) -> int:
-        """``failed()`` read from the host."""
-        return int(self.state[M.REF_FAILED])
-
-    # Under NUMBA_ENABLE_CUDASIM a kernel is Python and calls these; compiled kernels reach the
-    # same device functions through the overloads below.
-    def insert(self, key, value):
-        return _insert(self, _key_word(self, key), self.flat.dtype.type(_value_bits(self, value)))
-
-    def count(self, key):
-        return _count(self, _key_word(self, key))
-
-    def contains(self, key):
-        return self.count(key) > 0
-
-    def retrieve(self, key, out):
-        return _retrieve(self, _key_word(self, key), out.view(_unsigned(self.value_marker.dtype)))
-
-    def failed(self):
-        return self.state[M.REF_FAILED]
 
 
 def make_ref(mm) -> CudaMultiMapRef:

@@ -246,6 +246,40 @@ def _get_value(ref, key, default):
     return _from_bits(ref, _value_word(ref, _key_word(ref, key), _value_bits(ref, default)))
 
 
+def simulated_multi_value_methods(insert, count, retrieve, failed_index: int) -> type:
+    """A base class with the methods a multi-value GPU ref (MultiMap's, BucketListMap's) answers
+    to under NUMBA_ENABLE_CUDASIM, where a kernel is Python and calls them; compiled kernels reach
+    the same device functions ``insert``/``count``/``retrieve`` through the typers registered with
+    ``bulkhash.refs.register_multi_value_methods``. Put it before the ref's NamedTuple fields."""
+
+    class SimulatedMultiValueRef:
+        __slots__ = ()
+
+        @property
+        def failed_inserts(self) -> int:
+            """``failed()`` read from the host."""
+            return int(self.state[failed_index])
+
+        def insert(self, key, value):
+            return insert(self, _key_word(self, key),
+                          self.flat.dtype.type(_value_bits(self, value)))
+
+        def count(self, key):
+            return count(self, _key_word(self, key))
+
+        def contains(self, key):
+            return self.count(key) > 0
+
+        def retrieve(self, key, out):
+            return retrieve(self, _key_word(self, key),
+                            out.view(_unsigned(self.value_marker.dtype)))
+
+        def failed(self):
+            return self.state[failed_index]
+
+    return SimulatedMultiValueRef
+
+
 class _CudaRef(_CudaRefFields):
     """What every GPU ref answers (the simulator's front end; see module docs)."""
 
