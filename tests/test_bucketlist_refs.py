@@ -182,6 +182,25 @@ def test_prange_inserts_of_many_values_into_few_keys_lose_nothing(each_device):
     assert len(m) == keys.size + 100
 
 
+@pytest.mark.cpu_sized
+def test_threads_claiming_one_new_key_at_once_give_it_one_id(each_device):
+    """Regression: a thread that saw a slot empty, then its value word already holding the id
+    another thread had just published, took the slot over with a second id (a key counted twice,
+    the first thread's values cut off). Fresh tables, few keys, every thread on them at once:
+    before the fix about one round in ten went wrong on two threads."""
+    if each_device != "cpu":
+        pytest.skip("a CPU ref from a prange loop")
+    rng = np.random.default_rng(5)
+    for _ in range(150):
+        m = BucketListMap("uint64", "uint32")
+        keys = rng.integers(1, 40, 2000).astype(np.uint64)
+        values = np.arange(keys.size, dtype=np.uint32)
+        assert multi_insert_parallel(m.ref(reserve=keys.size), keys, values).all()
+        distinct, counts = np.unique(keys, return_counts=True)
+        assert m.num_keys == distinct.size
+        np.testing.assert_array_equal(m.count(distinct), counts)
+
+
 # ------------------------------------------------------------------------------- PTX
 _COMPILE = """
 import json

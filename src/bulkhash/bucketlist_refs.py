@@ -245,7 +245,11 @@ def _key_id(t, k, claim):
 
     Slots fill in probe order and only empty slots are claimed, so all threads looking for one
     key meet at the same slot. The claim is a compare-and-swap of the slot's value word to
-    *pending* (all-ones: never a key id); the key word follows, then the id."""
+    *pending* (all-ones: never a key id); the key word follows, then the id.
+
+    The key word and the value word are read one after the other, so a slot seen empty may have
+    been claimed and finished in between (its value word is then that key's id, perhaps 0): the
+    claim re-reads the key word after its compare-and-swap and backs off if the slot is taken."""
     b = K.bucket_of(k, t.n_buckets, t.seed, t.tomb)
     if b < 0:
         return _special_id(t, k, claim)
@@ -272,6 +276,11 @@ def _key_id(t, k, claim):
                 if not claim:
                     return np.int64(ABSENT)  # slots fill in probe order: k is not further on
                 if cas(slots, 2 * row + 1, v, pending) != v:
+                    continue
+                if cas(slots, 2 * row, zero, zero) != 0:
+                    # the slot was claimed and finished between our two reads (its id is the
+                    # ``v`` we just replaced): put the id back and meet the key there
+                    cas(slots, 2 * row + 1, pending, v)
                     continue
                 kid = _new_id(t)
                 if kid < 0:

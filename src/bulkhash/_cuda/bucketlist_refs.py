@@ -172,6 +172,9 @@ def _key_id(t, k, claim):
                 return np.int64(ABSENT)
             if cuda.atomic.cas(t.flat, 2 * row + 1, v, pending) != v:
                 continue
+            if cuda.atomic.cas(t.flat, 2 * row, pending, pending) != zero:
+                cuda.atomic.cas(t.flat, 2 * row + 1, pending, v)  # finished between our reads
+                continue
             kid = _new_id(t)
             if kid < 0:
                 cuda.atomic.cas(t.flat, 2 * row + 1, pending, v)
