@@ -11,6 +11,7 @@ import pytest
 
 import bulkhash
 from _support import KEY_DTYPES, host, on_simulator, sized
+from bulkhash._table import DEFAULT_CAPACITY
 from bulkhash.bucketlist import BucketListMap
 from bulkhash.multimap import MultiInsertResult
 from test_multimap import Reference, assert_multimap_equals, batch
@@ -62,6 +63,23 @@ def test_fixed_table_refuses_past_capacity_and_key_capacity():
     for k in range(1, 7):  # a key's refused pairs are its last ones
         refused = np.isin(np.flatnonzero(keys == k), failed)
         assert not refused.any() or refused[np.argmax(refused):].all()
+
+
+def test_key_index_is_sized_for_keys_not_pairs(tmp_path):
+    """Regression (found by the multi-value state machine): a batch of many pairs on few new
+    keys grew the key index as if each pair were a new key, so a table loaded from a file (its
+    pairs inserted again) had twice the original's key_capacity."""
+    n = sized(3000, 300)
+    keys = np.repeat(np.arange(1, n + 1, dtype=np.uint64), 4)
+    m = BucketListMap("uint64", "uint32")
+    m.insert(keys, np.arange(keys.size, dtype=np.uint32))
+    key_capacity = m.key_capacity
+    assert n <= key_capacity < max(2 * n, DEFAULT_CAPACITY + 1)
+    m.insert(keys[::-1], np.zeros(keys.size, np.uint32))  # more values for every stored key
+    assert m.key_capacity == key_capacity
+    m.save(tmp_path / "m.bh")
+    loaded = bulkhash.load(tmp_path / "m.bh")
+    assert loaded.key_capacity == key_capacity and len(loaded) == 2 * keys.size
 
 
 def test_keys_whose_every_pair_was_refused_are_not_keys():

@@ -65,6 +65,28 @@ def test_reserve_makes_room_without_growing_later():
     assert m.capacity == capacity
 
 
+@pytest.mark.parametrize("kind", ["HashMap", "HashSet", "Counter"])
+def test_batches_of_stored_keys_do_not_grow_the_table(kind):
+    """Regression: a batch larger than the free room grew the table even when every key in it
+    was stored already, so each update of a half-full table doubled it."""
+    n = sized(60_000, 600)
+    t = getattr(bulkhash, kind)("uint64")
+
+    def put(keys):
+        return t.insert(keys, 1) if kind == "HashMap" else t.add(keys)
+
+    keys = np.arange(n, dtype=np.uint64)
+    put(keys)
+    capacity = t.capacity
+    assert capacity - len(t) < n  # the batches below are larger than the free room
+    for again in (keys, keys[::-1], np.repeat(keys[: n // 2], 3)):
+        put(again)
+        assert t.capacity == capacity and len(t) == n
+    put(np.arange(3 * n, dtype=np.uint64))  # a third stored, two thirds new: grows
+    assert len(t) == 3 * n and t.capacity >= 3 * n
+    check_sizes(t)
+
+
 def test_nbytes_grows_with_capacity():
     small = bulkhash.HashMap(capacity=100)
     big = bulkhash.HashMap(capacity=100_000)

@@ -107,7 +107,7 @@ class MultiTable:
                 tally[M.FULL] -= full.size
                 self.resize(self._grown_capacity(len(self) + full.size), more_rows=True)
                 retry, retry_tally = self._insert(backend.take(keys, full),
-                                                  backend.take(values, full), max_per_key)
+                                                  backend.take_values(values, full), max_per_key)
                 tally += retry_tally
                 backend.put(outcome, full, retry)
                 full = full[backend.indices_of(retry, M.FULL)]

@@ -18,6 +18,8 @@ from ._locks import ReadWriteLock
 
 DEFAULT_CAPACITY = 1024
 DEFAULT_MAX_LOAD_FACTOR = 0.8
+#: Keys of a batch looked up to estimate how many of them are new (``OpenTable._estimate_new``).
+PRESENCE_SAMPLE = 1024
 
 
 def check_max_load_factor(max_load_factor: float) -> float:
@@ -118,9 +120,9 @@ class OpenTable:
         of outcomes (index = code, index 0 = saturated).
         """
         if self.growable and len(self) + keys.size > self.capacity:
-            distinct = self._estimate_distinct(keys)
-            if distinct > self.capacity - len(self):
-                self.resize(self._grown_capacity(len(self) + distinct + distinct // 32))
+            new = self._estimate_new(keys)
+            if new > self.capacity - len(self):
+                self.resize(self._grown_capacity(len(self) + new + new // 32))
         self._sweep_tombstones_if_crowded(keys.size)
         tally = np.zeros(8, np.int64)
         outcome = self._mutate(keys, values, K.ACTION_UPSERT, op, kind, nbytes,
@@ -133,12 +135,17 @@ class OpenTable:
                 retry_keys = backend.take(keys, full)
                 need = len(self) + self._estimate_distinct(retry_keys)
                 self.resize(self._grown_capacity(need))
-                retry_outcome = self._mutate(retry_keys, backend.take(values, full),
+                retry_outcome = self._mutate(retry_keys, backend.take_values(values, full),
                                              K.ACTION_UPSERT, op, kind, nbytes,
                                              self.capacity - len(self), tally)
                 backend.put(outcome, full, retry_outcome)
                 full = full[backend.indices_of(retry_outcome, K.FULL)]
         return outcome, tally
+
+    def assign(self, keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Overwrite the value words of keys already stored (never grows; a key that is not
+        stored is left out and reported ``K.FULL``). Returns outcome bytes."""
+        return self._mutate(keys, values, K.ACTION_UPSERT, K.OP_OVERWRITE, K.KIND_UINT, 8, 0)
 
     def erase(self, keys: np.ndarray) -> np.ndarray:
         """Remove key words; returns outcome bytes (``K.REMOVED`` / ``K.NOT_FOUND``)."""
@@ -154,6 +161,24 @@ class OpenTable:
     def items(self, want_values: bool = True):
         """Every stored key word (and value word), slot order, reserved keys last."""
         return self.backend.collect(self, want_values)
+
+    def _estimate_new(self, keys) -> int:
+        """About how many distinct keys of ``keys`` are not stored yet: the batch's distinct
+        count (HyperLogLog) times the share of a sample of the batch that is absent (rounded
+        up). Without the second factor a batch that updates stored keys would double the table
+        each time it is more than the free room. A low estimate is safe: keys that find no room
+        are retried after growing (``upsert``)."""
+        distinct = self._estimate_distinct(keys)
+        if distinct == 0 or len(self) == 0:
+            return distinct
+        positions = np.linspace(0, keys.size - 1, min(keys.size, PRESENCE_SAMPLE))
+        sample = self.backend.take(keys, positions.astype(np.int64))
+        _, found = self.lookup(sample, want_values=False, want_found=True)
+        absent = 1.0 - float(np.mean(self.backend.to_host(found)))
+        # upper end of a 2-sigma interval on the sampled share, so a batch of new keys that the
+        # sample makes look smaller still grows the table up front (no retry pass)
+        spread = 2.0 * math.sqrt(absent * (1.0 - absent) / positions.size) + 1.0 / positions.size
+        return min(distinct, math.ceil(distinct * min(1.0, absent + spread)))
 
     def _estimate_distinct(self, keys) -> int:
         if keys.size == 0:

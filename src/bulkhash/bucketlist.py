@@ -150,8 +150,7 @@ class BucketStore:
         new = backend.indices_of(first_seen, K.NEW)
         if new.size:
             ids = np.arange(self.next_id, self.next_id + new.size, dtype=self.word)
-            self.index.upsert(backend.take(words, new), backend.from_host(ids), K.OP_OVERWRITE,
-                              K.KIND_UINT, 8)
+            self.index.assign(backend.take(words, new), backend.from_host(ids))
             self.next_id += new.size
             if self.next_id > self.records.shape[0]:
                 self.records = self._grown(self.records, max(self.next_id,
@@ -173,14 +172,14 @@ class BucketStore:
                 self.buckets = self._grown(self.buckets, cap + max(cap // 2, 16),
                                            BL.BUCKET_WORDS)
             retry, retry_tally = self.kernels.append(self, backend.take(kids, full),
-                                                     backend.take(values, full), max_per_key,
+                                                     backend.take_values(values, full), max_per_key,
                                                      self.capacity - len(self),
                                                      keys=backend.take(words, full))
             tally += retry_tally
             backend.put(outcome, full, retry)
         if new.size and tally[BL.FULL]:  # a fixed table refused every pair of some new keys
             new_words = backend.take(words, new)
-            self.index.erase(self._subset(new_words, self._holding(new_words, False)))
+            self.index.erase(backend.take(new_words, self._holding(new_words, False)))
         return outcome, tally
 
     def _holding(self, words, holds: bool) -> np.ndarray:
@@ -233,14 +232,8 @@ class BucketStore:
         it): those are skipped once a ref has refused anything."""
         words = self.index.items(want_values=False)[0]
         if self._read(BL.REF_FAILED):
-            words = self._subset(words, self._holding(words, True))
+            words = self.backend.take(words, self._holding(words, True))
         return words
-
-    def _subset(self, words, positions: np.ndarray):
-        """``words[positions]`` (``backend.take`` treats a one-element array as a scalar)."""
-        if positions.size == words.size:
-            return words
-        return self.backend.take(words, positions) if positions.size else words[:0]
 
     def dump(self):
         """(key word per value, value words): grouped by key, each key's values in order."""

@@ -82,7 +82,12 @@ class CpuBackend:
         return np.empty(n, dtype)
 
     def take(self, arr: np.ndarray, index: np.ndarray) -> np.ndarray:
-        return arr[index] if arr.size > 1 else arr  # (one value: used for every key)
+        return arr[index]
+
+    def take_values(self, values: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """The value words of the keys at ``index``: a batch's values hold one per key, one
+        used for every key, or none (a set)."""
+        return values[index] if values.size > 1 else values
 
     def put(self, arr: np.ndarray, index: np.ndarray, values: np.ndarray) -> None:
         arr[index] = values

@@ -134,8 +134,11 @@ class CudaBackend:
     def empty(self, n: int, dtype):
         return empty(n, dtype)
 
-    def take(self, arr, index: np.ndarray):
-        return take(arr, index) if arr.size > 1 else arr  # (one value: used for every key)
+    take = staticmethod(take)
+
+    def take_values(self, values, index: np.ndarray):
+        """As ``CpuBackend.take_values``."""
+        return take(values, index) if values.size > 1 else values
 
     def put(self, arr, index: np.ndarray, values) -> None:
         put(arr, index, values)
