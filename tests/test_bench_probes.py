@@ -54,3 +54,64 @@ def test_probe_lines_match_a_walk_of_every_probe(key_dtype, load):
     assert lines["hit"] == pytest.approx(hit) and lines["miss"] == pytest.approx(miss)
     assert sum(lines["hit_histogram"]) == len(m)
     assert 1.0 <= lines["hit"] <= lines["miss"]
+
+
+def test_span_gather_reads_the_first_word_of_each_line():
+    from bulkhash._cpu import ceiling as C
+
+    arr = np.arange(64 * C.LINE_WORDS, dtype=np.uint64)
+    starts = np.array([0, 3 * C.LINE_WORDS, 10 * C.LINE_WORDS + 5])
+    for lines in (1, 2, 5):
+        expected = sum(int(arr[s + j * C.LINE_WORDS]) for s in starts for j in range(lines))
+        for distance in (0, 1, 16):
+            assert int(C.gather(arr, starts, distance, 2, lines)) == expected
+
+
+def _timing(lines, seconds_per_read, n=1000):
+    from bulkhash.bench import Timing
+
+    return Timing(f"{lines}-line span", "prefetch 0", n, "accesses",
+                  seconds=[seconds_per_read * n])
+
+
+def test_span_costs_interpolate_between_and_extrapolate_past_the_measured_spans():
+    from bulkhash.bench import probes
+
+    costs = probes.span_costs([_timing(1, 1.0), _timing(2, 1.5), _timing(4, 2.5),
+                               _timing(4, 9.0)])  # (the slower variant of a span is ignored)
+    assert costs.size == probes.MAX_LINES
+    assert costs[:4] == pytest.approx([1.0, 1.5, 2.0, 2.5])
+    assert costs[5] == pytest.approx(3.5)  # 6 lines: on past 4 at 0.5 per line
+
+
+def test_best_fraction_weighs_each_probe_length_by_its_cost():
+    from bulkhash.bench import probes
+
+    costs = 1.0 + 0.5 * np.arange(probes.MAX_LINES)  # d lines cost 1 + (d - 1) / 2
+    assert probes.best_fraction([10], costs) == pytest.approx(1.0)
+    assert probes.best_fraction([5, 5], costs) == pytest.approx(1 / 1.25)
+    assert probes.best_fraction([0, 0, 0, 4], costs) == pytest.approx(1 / 2.5)
+
+
+def test_probe_cost_script_runs_end_to_end(capsys):
+    import runpy
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "probe_cost.py"
+    argv = sys.argv
+    sys.argv = [str(script), "--keys", "20000", "--reps", "1", "--loads", "0.9"]
+    try:
+        with pytest.raises(SystemExit) as done:
+            runpy.run_path(str(script), run_name="__main__")
+    finally:
+        sys.argv = argv
+    assert done.value.code == 0
+    rows = [line for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| uint")]
+    assert [row.split("|")[1].strip() for row in rows] == ["uint64", "uint32"]
+    for row in rows:  # fractions of the ceiling: best and measured, for hits and misses
+        cells = [c.strip() for c in row.split("|")[1:-1]]
+        for pair in (cells[9], cells[11]):
+            best, measured = map(float, pair.split(","))
+            assert 0 < best <= 1.0 and measured > 0

@@ -84,3 +84,54 @@ def probe_lines(table) -> dict:
     return dict(hit=hit_lines / max(1, hits.sum()),
                 miss=miss_lines / t.n_buckets if miss_lines >= 0 else float(t.n_buckets),
                 hit_histogram=hits.tolist(), miss_histogram=misses.tolist())
+
+
+# ------------------------------------------------------------------ lines -> the best rate
+#: Probe lengths (lines) at which the cost of a span read is measured; between them it is
+#: interpolated linearly, past the last extrapolated from the last two.
+SPANS = (1, 2, 4, 8, 16, 32)
+
+
+def span_cases(footprint_bytes: int, n: int, rng: np.random.Generator, nthreads: int):
+    """Bench cases (``bulkhash.bench.Case``) reading ``L`` consecutive lines at each of
+    ``n // L`` (at least ``n // 8``) random line-aligned positions of an array of
+    ``footprint_bytes``, for every ``L`` in ``SPANS``; the faster of no prefetch and a prefetch
+    16 positions ahead counts (``span_costs``)."""
+    from .._cpu import ceiling as C
+    from . import Case
+
+    words = max(C.LINE_WORDS * SPANS[-1], footprint_bytes // 8)
+    arr = np.ones(words, np.uint64)  # touched: every page is resident before timing
+    cases = []
+    for lines in SPANS:
+        count = max(n // lines, n // 8)
+        starts = rng.integers(0, words // C.LINE_WORDS - lines, count) * C.LINE_WORDS
+        for distance in (0, 16):
+            cases.append(Case(f"{lines}-line span", f"prefetch {distance}", count,
+                              lambda s=starts, d=distance, k=lines: C.gather(arr, s, d, nthreads,
+                                                                              k),
+                              unit="accesses"))
+    return cases
+
+
+def span_costs(timings) -> np.ndarray:
+    """Seconds per span read, indexed by lines - 1 up to ``MAX_LINES``, from the timings of
+    ``span_cases`` (the faster variant of each span)."""
+    best = {}
+    for t in timings:
+        lines = int(t.op.split("-")[0])
+        best[lines] = min(best.get(lines, np.inf), t.median / t.n)
+    xs = np.array(sorted(best))
+    ys = np.array([best[x] for x in xs])
+    every = np.arange(1, MAX_LINES + 1)
+    costs = np.interp(every, xs, ys)
+    beyond = every > xs[-1]
+    costs[beyond] = ys[-1] + (every[beyond] - xs[-1]) * (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+    return costs
+
+
+def best_fraction(histogram, costs: np.ndarray) -> float:
+    """The fastest a lookup with this probe-length ``histogram`` can run, as a fraction of the
+    one-line gather: each probe of ``d`` lines costing a ``d``-line span read and nothing else."""
+    hist = np.asarray(histogram, np.float64)
+    return float(costs[0] / (hist @ costs[: hist.size] / hist.sum()))
