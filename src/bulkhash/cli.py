@@ -29,11 +29,47 @@ def json_path_for(path: str | None, structure: str, suffix: bool) -> str | None:
     return f"{root}-{structure}{ext}"
 
 
+#: ``bulkhash bench`` options that belong to ``--protocol`` only, and those it does not take.
+PROTOCOL_ONLY = ("out", "max_keys", "only", "restart")
+NOT_WITH_PROTOCOL = ("structure", "keys", "json")
+
+
+def option_name(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def check_bench_options(args: argparse.Namespace) -> str | None:
+    """What is wrong with the combination of ``bulkhash bench`` options, or None."""
+    given = [d for d in PROTOCOL_ONLY if getattr(args, d) not in (None, False)]
+    if not args.protocol and given:
+        return (f"{', '.join(map(option_name, given))} go with --protocol (the full benchmark "
+                "sweep); leave them out, or add --protocol")
+    if args.protocol:
+        clash = [d for d in NOT_WITH_PROTOCOL if getattr(args, d) is not None]
+        if clash:
+            return (f"--protocol runs every structure and writes its own files: leave out "
+                    f"{', '.join(map(option_name, clash))} (use --only SUBSTRING to pick case "
+                    "families, --max-keys N to cap the sizes, --out DIR for the files)")
+        if args.device != "cpu":
+            return "--protocol runs on the CPU only; leave out --device"
+    return None  # (the values themselves: bulkhash.bench.protocol.configure)
+
+
+def run_protocol(args: argparse.Namespace) -> int:
+    """``bulkhash bench --protocol``: the sweep of BENCHMARKS.md (``bulkhash.bench.protocol``)."""
+    from .bench import protocol
+
+    return protocol.run(out_dir=args.out or protocol.DEFAULT_OUT, quick=args.quick,
+                        max_keys=args.max_keys, only=args.only, restart=args.restart,
+                        reps=args.reps)
+
+
 def run_bench(args: argparse.Namespace) -> int:
     """``bulkhash bench``: the structure(s) ``args.structure`` names, one after the other."""
-    names = STRUCTURES if args.structure == "all" else (args.structure,)
+    structure = args.structure or "hashmap"
+    names = STRUCTURES if structure == "all" else (structure,)
     if args.device == "cuda" and any(s not in CUDA_STRUCTURES for s in names):
-        print(f"bulkhash bench --structure {args.structure} --device cuda: only "
+        print(f"bulkhash bench --structure {structure} --device cuda: only "
               f"{' and '.join(CUDA_STRUCTURES)} have a GPU benchmark; the multimap and bloom "
               "benchmarks run on the CPU (leave out --device, or use --structure hashmap or "
               "cuckoo)", file=sys.stderr)
@@ -62,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bulkhash", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     bench = sub.add_parser("bench", help="measure bulkhash against its peers on this machine")
-    bench.add_argument("--structure", choices=(*STRUCTURES, "all"), default="hashmap",
+    bench.add_argument("--structure", choices=(*STRUCTURES, "all"), default=None,
                        help=STRUCTURE_HELP)
     bench.add_argument("--quick", action="store_true", help="the two-minute headline benchmark "
                        "(multimap, bloom, cuckoo: 1M keys or pairs, 3 rounds, well under a "
@@ -81,9 +117,28 @@ def main(argv: list[str] | None = None) -> int:
                        "peer (under NUMBA_ENABLE_CUDASIM=1 only a smoke pass, no timings); with "
                        "--structure cuckoo, bulkhash's filter on the GPU beside pyprobables on "
                        "the CPU (a real GPU only); not for multimap or bloom")
+    bench.add_argument("--protocol", action="store_true",
+                       help="the full benchmark protocol of BENCHMARKS.md: every structure "
+                       "and peer over key types, sizes (2^16 to 50M keys), loads, hit rates and "
+                       "workloads, each beside the memory ceiling; resumable; writes "
+                       "results.json, results.md and PNG plots to --out (with --quick: under "
+                       "two minutes)")
+    bench.add_argument("--out", metavar="DIR", help="--protocol: the output folder (default "
+                       "bench-results/); a rerun into the same folder skips what it holds")
+    bench.add_argument("--max-keys", type=int, metavar="N",
+                       help="--protocol: cap every size at N keys (small machines, tests)")
+    bench.add_argument("--only", metavar="SUBSTRING", help="--protocol: only the case families "
+                       "whose name contains SUBSTRING (hashmap, hashmap-max-load, hashset, "
+                       "counter, multimap, bucketlist, bloom, cuckoo, hashmap-mixed, "
+                       "hashmap-ageing)")
+    bench.add_argument("--restart", action="store_true",
+                       help="--protocol: measure everything again, ignoring results.json")
     args = parser.parse_args(argv)
     if args.command == "bench":
-        return run_bench(args)
+        problem = check_bench_options(args)
+        if problem:
+            bench.error(problem)  # exits with status 2 and the usage line
+        return run_protocol(args) if args.protocol else run_bench(args)
     return 2
 
 

@@ -211,15 +211,19 @@ def measure_rounds(cases: list[Case], reps: int) -> list[Timing]:
 # ================================================================================================
 
 
-def unique_random_keys(n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` distinct uniformly random uint64 keys, in random order."""
-    keys = rng.integers(0, _U64_MAX, size=n, dtype=np.uint64, endpoint=True)
+def unique_random_keys(n: int, rng: np.random.Generator, dtype=np.uint64) -> np.ndarray:
+    """``n`` distinct uniformly random keys of an unsigned ``dtype`` (default uint64), in random
+    order."""
+    dtype = np.dtype(dtype)
+    top = int(np.iinfo(dtype).max)
+    keys = rng.integers(0, top, size=n, dtype=dtype, endpoint=True)
     while True:
         ordered = np.sort(keys)
         if n < 2 or not np.any(ordered[1:] == ordered[:-1]):
             return keys
-        distinct = np.unique(ordered)  # rare (about n**2 / 2**65 collisions): redraw the missing
-        extra = rng.integers(0, _U64_MAX, size=n - distinct.size, dtype=np.uint64, endpoint=True)
+        # collisions (about n**2 / 2**65 for uint64, n**2 / 2**33 for uint32): redraw the missing
+        distinct = np.unique(ordered)
+        extra = rng.integers(0, top, size=n - distinct.size, dtype=dtype, endpoint=True)
         keys = np.concatenate([distinct, extra])
         rng.shuffle(keys)
 
@@ -489,8 +493,10 @@ def ceiling_cases(footprint_bytes: int, n: int, rng: np.random.Generator,
 
 def hashmap_cases(keys: np.ndarray, values: np.ndarray, label: str,
                   threads: int | None = None, group_size: int | None = None,
-                  host_values: np.ndarray | None = None) -> tuple[list[Case], Any]:
-    """Insert (into a cleared, preallocated table) and lookup cases for a fixed HashMap.
+                  host_values: np.ndarray | None = None,
+                  max_load_factor: float = LOAD_FACTOR) -> tuple[list[Case], Any]:
+    """Insert (into a cleared, preallocated table) and lookup cases for a fixed HashMap of the
+    arrays' dtypes, ``capacity=keys.size`` at ``max_load_factor``.
 
     ``threads`` runs the calls on that many Numba threads (restored afterwards). With
     ``group_size`` the table is on the GPU (``device="cuda"``, ``group_size`` lanes per key):
@@ -500,8 +506,8 @@ def hashmap_cases(keys: np.ndarray, values: np.ndarray, label: str,
 
     n = keys.size
     on_gpu = group_size is not None
-    m = bulkhash.HashMap("uint64", "uint64", capacity=n, growable=False,
-                         max_load_factor=LOAD_FACTOR,
+    m = bulkhash.HashMap(str(keys.dtype), str(values.dtype), capacity=n, growable=False,
+                         max_load_factor=max_load_factor,
                          **(dict(device="cuda", group_size=group_size) if on_gpu else {}))
     expected = host_values if on_gpu else values
 
@@ -533,17 +539,30 @@ def hashmap_cases(keys: np.ndarray, values: np.ndarray, label: str,
     return ([gpu_case(c) for c in cases] if on_gpu else cases), m
 
 
-def khash_cases(keys: np.ndarray) -> tuple[list[Case], dict]:
-    """map_locations / lookup on a pandas UInt64HashTable made with ``size_hint=n``."""
+KHASH_TABLES = {np.dtype(np.uint64): "UInt64HashTable", np.dtype(np.uint32): "UInt32HashTable",
+                np.dtype(np.int64): "Int64HashTable", np.dtype(np.int32): "Int32HashTable"}
+
+
+def khash_cases(keys: np.ndarray, queries: list[tuple[str, np.ndarray, np.ndarray]] | None = None,
+                values: np.ndarray | None = None) -> tuple[list[Case], dict]:
+    """map_locations / lookup on a pandas hash table made with ``size_hint=n``: the khash table
+    of the keys' dtype (``KHASH_TABLES``: UInt64HashTable for uint64, UInt32HashTable for uint32).
+
+    ``queries``: (operation, query keys, expected answer) for each lookup case; by default one,
+    "lookup" of every key in order, answered with the positions ``0 .. n-1``. Given ``values``,
+    a lookup answers what ``HashMap.get`` does, each key's value (``values[position]``, 0 where
+    the key is absent), the gather timed with the lookup; without, khash's positions (-1 where
+    absent)."""
     from pandas._libs import hashtable as ht
 
     n = keys.size
+    table_type = getattr(ht, KHASH_TABLES[keys.dtype])
     holder: dict[str, Any] = {"table": None}
-    info: dict[str, Any] = {}
+    info: dict[str, Any] = dict(table=KHASH_TABLES[keys.dtype])
 
     def fresh_table():
         holder["table"] = None  # free the last one before making the next
-        holder["table"] = ht.UInt64HashTable(n)
+        holder["table"] = table_type(n)
 
     def check_insert(_):
         table = holder["table"]
@@ -552,19 +571,33 @@ def khash_cases(keys: np.ndarray) -> tuple[list[Case], dict]:
         info.update(n_buckets=int(state["n_buckets"]), load=n / state["n_buckets"],
                     nbytes=int(table.sizeof()))
 
-    positions = np.arange(n, dtype=np.int64)
-    cases = [
-        Case("insert", "pandas khash (1 thread)", n,
-             lambda: holder["table"].map_locations(keys), setup=fresh_table, check=check_insert),
-        Case("lookup", "pandas khash (1 thread)", n, lambda: holder["table"].lookup(keys),
-             check=lambda out: _expect(np.array_equal(out, positions),
-                                       "khash lookup returned wrong positions")),
-    ]
-    return cases, info
+    def lookup(query):
+        positions = holder["table"].lookup(query)
+        if values is None:
+            return positions
+        return np.where(positions >= 0, values.take(positions, mode="clip"), values.dtype.type(0))
+
+    def lookup_case(op, query, expected):
+        what = "positions" if values is None else "values"
+        return Case(op, "pandas khash (1 thread)", query.size, lambda: lookup(query),
+                    check=lambda out: _expect(np.array_equal(out, expected),
+                                              f"khash {op} returned wrong {what}"))
+
+    if queries is None:
+        queries = [("lookup", keys, np.arange(n, dtype=np.int64))]
+    cases = [Case("insert", "pandas khash (1 thread)", n,
+                  lambda: holder["table"].map_locations(keys), setup=fresh_table,
+                  check=check_insert)]
+    return cases + [lookup_case(*q) for q in queries], info
 
 
-def dict_cases(keys: np.ndarray, values: np.ndarray) -> list[Case]:
-    """A Python dict built from, and queried with, Python lists of ints (made untimed)."""
+def dict_cases(keys: np.ndarray, values: np.ndarray,
+               queries: list[tuple[str, np.ndarray, np.ndarray]] | None = None) -> list[Case]:
+    """A Python dict built from, and queried with, Python lists of ints (made untimed).
+
+    ``queries``: (operation, query keys, expected values) for each lookup case, answered with
+    ``d.get(k, 0)`` (0 where absent, as ``HashMap.get``); by default one, "lookup" of every key,
+    answered with ``d[k]``."""
     key_list = keys.tolist()
     value_list = values.tolist()
     n = len(key_list)
@@ -577,16 +610,27 @@ def dict_cases(keys: np.ndarray, values: np.ndarray) -> list[Case]:
     def clear():
         holder["d"] = None
 
-    def lookup():
+    def lookup_all():
         d = holder["d"]
         return [d[k] for k in key_list]
 
-    return [
-        Case("insert", "Python dict (1 thread)", n, build, setup=clear,
-             check=lambda d: _expect(len(d) == n, "dict lost keys")),
-        Case("lookup", "Python dict (1 thread)", n, lookup,
-             check=lambda out: _expect(out == value_list, "dict lookup returned wrong values")),
-    ]
+    def lookup_case(op, query, expected):
+        query_list, expected_list = query.tolist(), expected.tolist()
+
+        def lookup():
+            get = holder["d"].get
+            return [get(k, 0) for k in query_list]
+
+        return Case(op, "Python dict (1 thread)", len(query_list), lookup,
+                    check=lambda out: _expect(out == expected_list,
+                                              f"dict {op} returned wrong values"))
+
+    lookups = ([Case("lookup", "Python dict (1 thread)", n, lookup_all,
+                     check=lambda out: _expect(out == value_list,
+                                               "dict lookup returned wrong values"))]
+               if queries is None else [lookup_case(*q) for q in queries])
+    return [Case("insert", "Python dict (1 thread)", n, build, setup=clear,
+                 check=lambda d: _expect(len(d) == n, "dict lost keys"))] + lookups
 
 
 def _synced(fn: Callable[[], Any]) -> Callable[[], Any]:

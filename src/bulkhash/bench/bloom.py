@@ -66,9 +66,10 @@ def _rbloom():
 def cases_for(n: int, fpr: float, keys: np.ndarray, others: np.ndarray, lists: dict | None,
               measured: dict) -> list[bench.Case]:
     """The six timed cases of one (N, fpr): add, contains present, contains absent, for each
-    implementation (three when ``lists`` is None: bulkhash only, rbloom being missing).
+    implementation (three when ``lists`` is None: bulkhash only, rbloom being missing); the
+    BloomFilter is of the keys' dtype.
     ``measured[impl]`` receives the absent keys' answers and the filter."""
-    bf = BloomFilter(n, fpr)
+    bf = BloomFilter(n, fpr, key_dtype=keys.dtype)
 
     def no_false_negatives(what):
         return lambda found: bench._expect(bool(found.all()), f"{what}: a false negative")

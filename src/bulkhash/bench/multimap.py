@@ -57,14 +57,15 @@ PANDAS_NOTE = "pandas is not installed (pip install 'bulkhash[bench]'): no panda
 
 
 # ------------------------------------------------------------------------------- inputs
-def make_pairs(n: int, per_key: int, rng: np.random.Generator):
-    """``n`` (key, value) pairs: ``n // per_key`` random uint64 keys with ``per_key`` values each,
-    in random order; and the distinct keys, shuffled (the query)."""
-    distinct = unique_random_keys(n // per_key, rng)
+def make_pairs(n: int, per_key: int, rng: np.random.Generator, dtype=np.uint64):
+    """``n`` (key, value) pairs: ``n // per_key`` random keys with ``per_key`` values each, in
+    random order; and the distinct keys, shuffled (the query). Keys and values are of the
+    unsigned ``dtype`` (default uint64)."""
+    distinct = unique_random_keys(n // per_key, rng, dtype)
     keys = np.repeat(distinct, per_key)
     order = rng.permutation(keys.size)
     keys = keys[order]
-    values = np.arange(keys.size, dtype=np.uint64)[order]  # a pair's value: its position
+    values = np.arange(keys.size, dtype=dtype)[order]  # a pair's value: its position
     query = rng.permutation(distinct)
     return keys, values, query
 
@@ -97,7 +98,7 @@ class BulkhashImpl:
     def build(self, keys, values):
         from ..multimap import MultiMap
 
-        table = MultiMap("uint64", "uint64", capacity=keys.size,
+        table = MultiMap(str(keys.dtype), str(values.dtype), capacity=keys.size,
                          values_per_slot=self.values_per_slot,
                          max_load_factor=self.max_load_factor)
         return lambda: table.insert(keys, values), table
@@ -119,7 +120,8 @@ class BucketListImpl(BulkhashImpl):
     def build(self, keys, values):
         from ..bucketlist import BucketListMap
 
-        table = BucketListMap("uint64", "uint64", capacity=keys.size, key_capacity=self.n_keys)
+        table = BucketListMap(str(keys.dtype), str(values.dtype), capacity=keys.size,
+                              key_capacity=self.n_keys)
         return lambda: table.insert(keys, values), table
 
 
