@@ -16,6 +16,8 @@ interleaved rounds, beside its peers and the ceiling.
   ``n`` keys has load about ``L`` (``len / slots``; the record holds the load reached). Sweeps
   of ``L`` in 0.5, 0.8, 0.9, 0.95, 0.99 (``--quick``: 0.8 and 0.9) for HashMap and HashSet;
   the other families run at one load, named in the key.
+* **Workloads**: every one of each family below; ``--quick`` one per family (Counter: repeated
+  keys; MultiMap and BucketListMap: 4 values per key).
 * **Keys**: distinct uniformly random keys (``bench.unique_random_keys``) and random values from
   NumPy's ``default_rng``, seeded from the point's key, so a resumed run makes the same data.
   Absent keys are drawn in the same call, so they are distinct from the present ones. A query
@@ -61,13 +63,15 @@ each on the same input arrays and checked against the same answer: HashMap: Pyth
 ``UInt32HashTable`` / ``UInt64HashTable``, and the value gathered from the position it
 returns, as ``get`` answers), ``numba.typed.Dict`` in compiled loops (up to 2^22),
 ``pyarrow.compute.index_in`` and a polars left join (both hash the table's keys on every call,
-so their lookup is build + probe, and they have no insert case); HashSet: Python ``set``,
-``np.isin``, ``pyarrow.compute.is_in``, polars ``is_in``; Counter: ``np.unique(...,
-return_counts=True)``, ``pandas.Series.value_counts``, ``collections.Counter`` (up to 2^20);
-MultiMap and BucketListMap: NumPy sort + searchsorted (and for MultiMap pandas factorize +
-Index); BloomFilter: rbloom; CuckooFilter: pyprobables (pure Python, up to 2^16); mixed and
-ageing: ``dict`` and ``typed.Dict``. Peers run at the family's reference load only (0.8 for
-the load sweeps: a peer's speed does not depend on bulkhash's load). A peer that is not
+so their lookup is build + probe, and they have no insert case); HashSet: Python ``set`` (up to
+2^20), ``np.isin`` (it sorts both arrays on every call: up to 2^22), ``pyarrow.compute.is_in``,
+polars ``is_in``; Counter: ``np.unique(..., return_counts=True)``, ``pandas.Series.
+value_counts``, ``collections.Counter`` (up to 2^20); MultiMap and BucketListMap: NumPy sort +
+searchsorted (and for MultiMap pandas factorize + Index); BloomFilter: rbloom; CuckooFilter:
+pyprobables (pure Python, up to 2^16); mixed and ageing: ``dict`` and ``typed.Dict``.
+``--quick`` leaves out the Python peers, typed.Dict and ``np.isin``. Peers run at the family's
+reference load only (0.8 for the load sweeps: a peer's speed does not depend on bulkhash's
+load). A peer that is not
 installed, is above its size limit, is left out of ``--quick``, or would not fit in memory
 (``MEMORY_BUDGET``, and what the machine has free) is skipped, and the record's notes say so.
 
@@ -91,6 +95,16 @@ footprint: the random gather's (the faster variant) for lookups, contains, get a
 batch (each needs at least one random read), the random scatter-update's for insert, add,
 erase and the insert/erase rounds. Each record also holds the machine (with the load average
 when the point started), the software versions and the parameters.
+
+Duration (this project's 2-core shared VM, timed per case family at 2^20 keys and scaled)
+------------------------------------------------------------------------------------------
+``--quick``: about 70 s with Numba's disk cache warm (the kernels compiled before); the first
+run after an install compiles them, about 2.5 minutes more. The full run: each family's point
+at 2^20 keys (both key types: about 6.5 minutes in all), scaled linearly in ``n`` to every
+size, with the capped peers dropped above their caps, comes to about 7 hours, 93% of it at
+2^24 keys and above; tables out of cache and khash's slowdown at large sizes make it longer.
+It is resumable: ``--max-keys 4194304`` runs the whole protocol up to 2^22 keys (about half an
+hour), and later runs into the same ``--out`` (``--only`` a family) add the large sizes.
 
 Resuming: ``results.json`` is rewritten (to a temporary file, then renamed) after every point.
 A rerun with the same ``--out`` skips every point whose records are all there (``--restart``
@@ -246,9 +260,13 @@ class Family:
     load: float | str | None = None
     sweeps_load: bool = False
     valued: bool = True
+    quick_workload: str | None = None  # the one workload of --quick (default: the first)
 
     def loads(self, settings: Settings) -> tuple:
         return settings.loads if self.sweeps_load else (self.load,)
+
+    def workloads_of(self, settings: Settings) -> tuple[str, ...]:
+        return (self.quick_workload or self.workloads[0],) if settings.quick else self.workloads
 
     def peers_run_at(self, point: Point) -> bool:
         return not self.sweeps_load or point.load == PEER_LOAD
@@ -485,7 +503,8 @@ def max_load_point(point: Point, settings: Settings, rng: np.random.Generator) -
 HASHSET_PEERS = (
     Peer("Python set", lambda i: P.python_set_cases(i.keys, i.queries), max_keys=2**20,
          in_quick=False, bytes_per_key=200),
-    Peer("NumPy isin", lambda i: P.numpy_isin_cases(i.keys, i.queries), bytes_per_key=40),
+    Peer("NumPy isin", lambda i: P.numpy_isin_cases(i.keys, i.queries), max_keys=2**22,
+         in_quick=False, bytes_per_key=40),
     Peer("pyarrow is_in", lambda i: P.pyarrow_is_in_cases(i.keys, i.queries), module="pyarrow",
          bytes_per_key=40),
     Peer("polars is_in", lambda i: P.polars_is_in_cases(i.keys, i.queries), module="polars",
@@ -911,16 +930,16 @@ FAMILIES = (
     Family("hashset", "HashSet", ("add",) + tuple(f"contains {r}% hits" for r in HIT_RATES),
            ("uniform",), hashset_point, sweeps_load=True, valued=False),
     Family("counter", "Counter", ("add",), tuple(COUNTER_WORKLOADS), counter_point,
-           load=COUNTER_LOAD),
+           load=COUNTER_LOAD, quick_workload="repeated 1-16"),
     Family("multimap", "MultiMap", ("insert", "get"),
            tuple(f"{v} value{'s' if v > 1 else ''} per key" for v in VALUES_PER_KEY),
            multi_value_point(lambda keys: multimap_bench.BulkhashImpl(1),
                              (multimap_bench.NumpyImpl, PandasMultiImpl)),
-           load=0.5),
+           load=0.5, quick_workload="4 values per key"),
     Family("bucketlist", "BucketListMap", ("insert", "get"),
            tuple(f"{v} value{'s' if v > 1 else ''} per key" for v in VALUES_PER_KEY),
            multi_value_point(multimap_bench.BucketListImpl, (multimap_bench.NumpyImpl,)),
-           load=0.8),
+           load=0.8, quick_workload="4 values per key"),
     Family("bloom", "BloomFilter", ("add", "contains present", "contains absent"),
            (f"target fpr {BLOOM_FPR}",), bloom_point, valued=False),
     Family("cuckoo", "CuckooFilter", ("add", "contains present", "contains absent", "erase"),
@@ -950,7 +969,7 @@ def plan(settings: Settings, only: str | None = None) -> list[tuple[Family, Poin
                 if size not in settings.sizes(key_dtype):
                     continue
                 for load in family.loads(settings):
-                    for workload in family.workloads:
+                    for workload in family.workloads_of(settings):
                         points.append((family, Point(family.name, key_dtype,
                                                      key_dtype if family.valued else None,
                                                      size, load, workload)))

@@ -138,7 +138,7 @@ def panel_grid(count: int, title: str):
     cols = min(3, count)
     rows = -(-count // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 4.2 * rows), squeeze=False)
-    fig.subplots_adjust(left=0.08, right=0.97, bottom=0.08, top=1 - 0.5 / (4.2 * rows),
+    fig.subplots_adjust(left=0.08, right=0.97, bottom=0.08, top=1 - 0.9 / (4.2 * rows),
                         hspace=0.55, wspace=0.3)
     fig.suptitle(title)
     for ax in axes.flat[count:]:
@@ -166,10 +166,13 @@ def size_axis(ax, sizes) -> None:
 
 
 def log_rate_axis(ax, label: str = "M ops/s") -> None:
-    from matplotlib.ticker import NullFormatter
+    """A log y axis ticked (and labelled) at 1, 2, 5 times powers of ten."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
     ax.set_yscale("log")
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_locator(NullLocator())
     ax.set_ylabel(label)
 
 
