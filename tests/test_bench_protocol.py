@@ -185,8 +185,8 @@ def test_cli_protocol_bad_values(args, message, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--out", "x"], "go with --protocol"),
-    (["--restart"], "go with --protocol"),
+    (["--out", "x"], "goes with --protocol"),
+    (["--restart"], "goes with --protocol"),
     (["--protocol", "--structure", "bloom"], "leave out --structure"),
     (["--protocol", "--keys", "10"], "leave out --keys"),
     (["--protocol", "--device", "cuda"], "CPU only"),

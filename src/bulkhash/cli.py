@@ -42,8 +42,8 @@ def check_bench_options(args: argparse.Namespace) -> str | None:
     """What is wrong with the combination of ``bulkhash bench`` options, or None."""
     given = [d for d in PROTOCOL_ONLY if getattr(args, d) not in (None, False)]
     if not args.protocol and given:
-        return (f"{', '.join(map(option_name, given))} go with --protocol (the full benchmark "
-                "sweep); leave them out, or add --protocol")
+        return (f"{', '.join(map(option_name, given))} {'goes' if len(given) == 1 else 'go'} "
+                "with --protocol (the full benchmark sweep): leave it out, or add --protocol")
     if args.protocol:
         clash = [d for d in NOT_WITH_PROTOCOL if getattr(args, d) is not None]
         if clash:
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                        "measured (pairs for multimap) in place of their 1M and 10M")
     bench.add_argument("--reps", type=int, metavar="N", help="timed rounds after the warm-up "
                        "(hashmap: default 7 with --quick, else 11; multimap and bloom: 3 with "
-                       "--quick, else 5; cuckoo: 3)")
+                       "--quick, else 5; cuckoo: 3; --protocol: 3 with --quick, else 5)")
     bench.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                        help="cpu (default), or cuda: the same workloads on the GPU, with the "
                        "GPU's ceiling, a sweep of group sizes and CuPy sort + searchsorted as the "
