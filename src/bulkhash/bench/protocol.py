@@ -594,9 +594,14 @@ def values_per_key(workload: str) -> int:
     return int(workload.split()[0])
 
 
-def multi_value_point(impl_of: Callable[[int], Any], peers: tuple[type, ...]):
+NUMPY_SORT_PEER = Peer("NumPy sort + searchsorted", multimap_bench.NumpyImpl, bytes_per_key=48)
+PANDAS_GROUP_PEER = Peer("pandas factorize + Index hash", multimap_bench.PandasImpl,
+                         module="pandas", bytes_per_key=64)
+
+
+def multi_value_point(impl_of: Callable[[int], Any], peers: tuple[Peer, ...]):
     """A ``prepare`` for a multi-value structure: ``impl_of(distinct keys)`` is its
-    ``bench.multimap`` implementation; ``peers`` the peer implementations (classes)."""
+    ``bench.multimap`` implementation; each peer's ``build`` its implementation class."""
 
     def prepare(point: Point, settings: Settings, rng: np.random.Generator) -> Prepared:
         dtype, per_key = np.dtype(point.key_dtype), values_per_key(point.workload)
@@ -606,14 +611,13 @@ def multi_value_point(impl_of: Callable[[int], Any], peers: tuple[type, ...]):
         _, probe = impl.build(keys, values)  # an empty table: the ceiling's footprint
         footprint = probe.nbytes
         del probe
-        cases = list(multimap_bench.cases_for(impl, keys, values, query, expected, per_key))
-        notes = []
-        for peer in peers:
-            if getattr(peer, "available", lambda: True)():
-                cases += multimap_bench.cases_for(peer(), keys, values, query, expected,
-                                                  per_key)
-            else:
-                notes.append(f"{peer.name}: skipped, pandas is not installed")
+        used = nbytes(keys, values, query, *expected) + footprint
+        chosen, notes = P.select_peers(peers, point.size, settings.quick,
+                                       memory_left(used, footprint, point.size))
+        cases = []
+        for implementation in [impl] + [peer.build() for peer in chosen]:
+            cases += multimap_bench.cases_for(implementation, keys, values, query, expected,
+                                              per_key)
 
         def facts():
             return {impl.name: dict(nbytes=impl.nbytes(), bytes_per_pair=impl.nbytes() / keys.size,
@@ -622,10 +626,6 @@ def multi_value_point(impl_of: Callable[[int], Any], peers: tuple[type, ...]):
         return Prepared(cases, footprint, facts, notes)
 
     return prepare
-
-
-class PandasMultiImpl(multimap_bench.PandasImpl):
-    available = staticmethod(lambda: multimap_bench.pd is not None)
 
 
 # ================================================================================================
@@ -934,11 +934,11 @@ FAMILIES = (
     Family("multimap", "MultiMap", ("insert", "get"),
            tuple(f"{v} value{'s' if v > 1 else ''} per key" for v in VALUES_PER_KEY),
            multi_value_point(lambda keys: multimap_bench.BulkhashImpl(1),
-                             (multimap_bench.NumpyImpl, PandasMultiImpl)),
+                             (NUMPY_SORT_PEER, PANDAS_GROUP_PEER)),
            load=0.5, quick_workload="4 values per key"),
     Family("bucketlist", "BucketListMap", ("insert", "get"),
            tuple(f"{v} value{'s' if v > 1 else ''} per key" for v in VALUES_PER_KEY),
-           multi_value_point(multimap_bench.BucketListImpl, (multimap_bench.NumpyImpl,)),
+           multi_value_point(multimap_bench.BucketListImpl, (NUMPY_SORT_PEER,)),
            load=0.8, quick_workload="4 values per key"),
     Family("bloom", "BloomFilter", ("add", "contains present", "contains absent"),
            (f"target fpr {BLOOM_FPR}",), bloom_point, valued=False),
