@@ -25,11 +25,7 @@ from bulkhash.bench import probes
 
 def measure(n: int, key_dtype: str, load: float, reps: int, rng) -> dict:
     nthreads = numba.get_num_threads()
-    both = unique_random_keys(2 * n if key_dtype == "uint64" else 2 * n + n // 10, rng)
-    if key_dtype == "uint32":  # distinct 32-bit keys: the high halves, deduplicated
-        both = np.unique((both >> np.uint64(32)).astype(np.uint32))
-        both = rng.permutation(both[(both != 0) & (both != 0xFFFFFFFF)])
-        _expect(both.size >= 2 * n, f"{n} keys is too many for distinct uint32 pairs here")
+    both = unique_random_keys(2 * n, rng, key_dtype)
     keys, absent = both[:n].copy(), both[n:2 * n].copy()
     del both
     m = bulkhash.HashMap(key_dtype, key_dtype, capacity=n, growable=False, max_load_factor=load)
