@@ -71,7 +71,7 @@ def test_peers_where_they_belong(quick_run):
 
     def peers_of(family, op):
         return {peers_name for r in records if r["family"] == family and r["operation"] == op
-                and r["load"] in (0.8, None, 0.5) for peers_name in r["peers"]}
+                and r["peer_point"] for peers_name in r["peers"]}
 
     assert {"pandas khash (1 thread)", "pyarrow index_in"} <= peers_of("hashmap", "lookup 50% hits")
     assert any(p.startswith("polars join") for p in peers_of("hashmap", "lookup 0% hits"))
@@ -79,9 +79,33 @@ def test_peers_where_they_belong(quick_run):
     assert {"NumPy unique (1 thread)", "pandas value_counts (1 thread)"} <= peers_of("counter",
                                                                                     "add")
     assert "NumPy sort + searchsorted" in peers_of("multimap", "get")
-    # peers run at the reference load only; the 0.9 points say so
-    at_09 = [r for r in records if r["family"] == "hashmap" and r["load"] == 0.9]
-    assert at_09 and all(not r["peers"] and r["notes"] for r in at_09)
+    # peers run at the reference load only; the other points say so
+    elsewhere = [r for r in records if r["family"] == "hashmap" and r["load"] != protocol.PEER_LOAD]
+    assert elsewhere and all(not r["peers"] and r["notes"] for r in elsewhere)
+
+
+def test_the_full_run_measures_only_the_headline_points_out_of_cache():
+    settings = protocol.Settings(quick=False, reps=protocol.REPS)
+    points = [p for _, p in protocol.plan(settings)]
+    small = {(p.family, p.key_dtype, p.load, p.workload) for p in points
+             if p.size <= max(protocol.SIZES)}
+    for n in protocol.LARGE_SIZES:
+        large = {(p.family, p.workload, p.load) for p in points if p.size == n}
+        assert large == {("hashmap", "uniform", 0.9), ("counter", "Zipf s=0.99", 0.8),
+                         ("multimap", "1 value per key", 0.5),
+                         ("multimap", "4 values per key", 0.5),
+                         ("multimap", "16 values per key", 0.5)}, n
+        assert {p.key_dtype for p in points if p.size == n} == {"uint32", "uint64"}
+    # every family, load and workload at every small size
+    assert len(small) == len({(p.family, p.key_dtype, p.load, p.workload)
+                              for p in points if p.size == min(protocol.SIZES)})
+    assert {p.family for p in points} == {f.name for f in protocol.FAMILIES}
+    assert {p.load for p in points if p.family == "hashset"} == set(protocol.LOADS)
+    assert [p.size for p in points] == sorted(p.size for p in points)  # smallest first
+    # a cap folds the large sizes into it, with every point there
+    capped = protocol.plan(protocol.Settings(quick=False, reps=1, max_keys=2**20))
+    assert {p.size for _, p in capped} == {2**16, 2**18, 2**20}
+    assert sum(p.size == 2**20 for _, p in capped) == sum(p.size == 2**20 for p in points)
 
 
 def test_filter_and_fill_facts(quick_run):

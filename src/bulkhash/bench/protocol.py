@@ -9,13 +9,18 @@ workload`` (the family names the structure). A family's operations are all timed
 interleaved rounds, beside its peers and the ceiling.
 
 * **Types**: uint32 keys with uint32 values, and uint64 with uint64 (sets and filters: keys only).
-* **Sizes** (``n``): 2^16, 2^18, 2^20, 2^22, 2^24, 2^26 keys, and 50,000,000 (uint64 only);
-  ``--quick``: ``QUICK_SIZES``. ``--max-keys M`` caps every size at ``M`` (a size above it is
-  measured at ``M``), and the absent keys of the false-positive rates at ``16 M``.
+* **Sizes** (``n``): 2^16, 2^18, 2^20 and 2^22 keys for every point below (in cache: this
+  machine's L3 holds 260 MiB); the **headline points** also at 2^24 keys and 50,000,000, both
+  key types (out of cache, the issue's headline size): HashMap insert and lookups at load 0.9,
+  Counter on Zipf keys, and MultiMap with 1, 4 and 16 values per key (``LARGE_SIZES``,
+  ``Family.large_workloads``). Measuring every point at those sizes would take about seven
+  hours on two cores; the rest scales from 2^22 as the plots show. ``--quick``:
+  ``QUICK_SIZES``. ``--max-keys M`` caps every size at ``M`` (a size above it is measured at
+  ``M``), and the absent keys of the false-positive rates at ``16 M``.
 * **Load**: a fixed table (``growable=False, capacity=n, max_load_factor=L``) filled with its
   ``n`` keys has load about ``L`` (``len / slots``; the record holds the load reached). Sweeps
-  of ``L`` in 0.5, 0.8, 0.9, 0.95, 0.99 (``--quick``: 0.8 and 0.9) for HashMap and HashSet;
-  the other families run at one load, named in the key.
+  of ``L`` in 0.5, 0.8, 0.9, 0.95, 0.99 (``--quick``: 0.8 and 0.9) for HashMap and HashSet
+  (the large sizes: 0.9 only); the other families run at one load, named in the key.
 * **Workloads**: every one of each family below; ``--quick`` one per family (Counter: repeated
   keys; MultiMap and BucketListMap: 4 values per key).
 * **Keys**: distinct uniformly random keys (``bench.unique_random_keys``) and random values from
@@ -58,20 +63,20 @@ The case families (``FAMILIES``; ``--only`` selects those whose name contains a 
   aged table (the record holds its tombstones).
 
 Peers (``bench.peers``), timed in the same rounds as the bulkhash case they are compared with,
-each on the same input arrays and checked against the same answer: HashMap: Python ``dict``
-(up to 2^20 keys), pandas khash (``map_locations`` + ``lookup``, the table of the key type:
-``UInt32HashTable`` / ``UInt64HashTable``, and the value gathered from the position it
-returns, as ``get`` answers), ``numba.typed.Dict`` in compiled loops (up to 2^22),
+each on the same input arrays and checked against the same answer: HashMap: Python ``dict`` (up
+to 2^20 keys), pandas khash (``map_locations`` + ``lookup``, the table of the key type:
+``UInt32HashTable`` / ``UInt64HashTable``, and the value gathered from the position it returns,
+as ``get`` answers), ``numba.typed.Dict`` in compiled loops (up to 2^22),
 ``pyarrow.compute.index_in`` and a polars left join (both hash the table's keys on every call,
-so their lookup is build + probe, and they have no insert case); HashSet: Python ``set`` (up to
-2^20), ``np.isin`` (it sorts both arrays on every call: up to 2^22), ``pyarrow.compute.is_in``,
-polars ``is_in``; Counter: ``np.unique(..., return_counts=True)``, ``pandas.Series.
-value_counts``, ``collections.Counter`` (up to 2^20); MultiMap and BucketListMap: NumPy sort +
-searchsorted (and for MultiMap pandas factorize + Index); BloomFilter: rbloom; CuckooFilter:
-pyprobables (pure Python, up to 2^16); mixed and ageing: ``dict`` and ``typed.Dict``.
-``--quick`` leaves out the Python peers, typed.Dict and ``np.isin``. Peers run at the family's
-reference load only (0.8 for the load sweeps: a peer's speed does not depend on bulkhash's
-load). A peer that is not
+so their lookup is build + probe, and they have no insert case; up to 2^24); HashSet: Python
+``set`` (up to 2^20), ``np.isin`` (it sorts both arrays on every call: up to 2^22),
+``pyarrow.compute.is_in``, polars ``is_in``; Counter: ``np.unique(..., return_counts=True)``,
+``pandas.Series.value_counts``, ``collections.Counter`` (up to 2^20); MultiMap and
+BucketListMap: NumPy sort + searchsorted (and for MultiMap pandas factorize + Index);
+BloomFilter: rbloom; CuckooFilter: pyprobables (pure Python, up to 2^16); mixed and ageing:
+``dict`` and ``typed.Dict``. ``--quick`` leaves out the Python peers, typed.Dict and
+``np.isin``. Peers run at the family's reference load only (for the load sweeps ``PEER_LOAD``,
+0.9, the headline's: a peer's speed does not depend on bulkhash's load). A peer that is not
 installed, is above its size limit, is left out of ``--quick``, or would not fit in memory
 (``MEMORY_BUDGET``, and what the machine has free) is skipped, and the record's notes say so.
 
@@ -140,12 +145,12 @@ from .peers import Peer, Query
 
 SEED = 20_250_611
 DTYPES = ("uint32", "uint64")
-SIZES = (2**16, 2**18, 2**20, 2**22, 2**24, 2**26)
-HEADLINE_KEYS = 50_000_000  # uint64 only
+SIZES = (2**16, 2**18, 2**20, 2**22)  # every family, load and workload
+LARGE_SIZES = (2**24, 50_000_000)  # the headline points only (Family.large_workloads)
 QUICK_SIZES = (2**20,)
 LOADS = (0.5, 0.8, 0.9, 0.95, 0.99)
 QUICK_LOADS = (0.8, 0.9)
-PEER_LOAD = 0.8  # the load of a sweep at which the peers run
+PEER_LOAD = 0.9  # the load of a sweep at which the peers run: the headline load
 REPS = 5
 QUICK_REPS = 3
 HIT_RATES = (100, 50, 0)
@@ -166,6 +171,9 @@ QUICK_FPR_KEYS = 1_000_000
 PYTHON_FPR_KEYS = 2**20
 FPR_KEYS_PER_MAX_KEY = 16
 MEMORY_BUDGET = 20 * 2**30
+# pyarrow index_in and the polars join hash the table's keys again on every call: at 50M keys
+# each call costs them more than khash's build, and the run's hour
+REBUILDING_PEER_MAX_KEYS = 2**24
 DEFAULT_OUT = "bench-results"
 RESULTS_FILE = "results.json"
 FORMAT = "bulkhash-protocol/1"
@@ -199,14 +207,14 @@ class Settings:
         keys = QUICK_FPR_KEYS if self.quick else FPR_KEYS
         return keys if self.max_keys is None else min(keys, FPR_KEYS_PER_MAX_KEY * self.max_keys)
 
-    def sizes(self, key_dtype: str) -> list[int]:
-        """The sizes measured for ``key_dtype``, capped at ``max_keys``, ascending."""
-        sizes = list(QUICK_SIZES if self.quick else SIZES)
-        if key_dtype == "uint64" and not self.quick:
-            sizes.append(HEADLINE_KEYS)
-        if self.max_keys is not None:
-            sizes = [min(n, self.max_keys) for n in sizes]
-        return sorted(set(sizes))
+    def sizes(self) -> list[tuple[int, bool]]:
+        """``(keys, large)`` for each size measured, ascending, capped at ``max_keys``: a
+        ``large`` size runs only the headline points (``Family.large_workloads``)."""
+        sizes = {min(n, self.max_keys or n): False for n in (QUICK_SIZES if self.quick
+                                                               else SIZES)}
+        for n in () if self.quick else LARGE_SIZES:
+            sizes.setdefault(min(n, self.max_keys or n), True)
+        return sorted(sizes.items())
 
 
 @dataclass(frozen=True)
@@ -261,11 +269,16 @@ class Family:
     sweeps_load: bool = False
     valued: bool = True
     quick_workload: str | None = None  # the one workload of --quick (default: the first)
+    large_workloads: tuple[str, ...] = ()  # the headline workloads measured at LARGE_SIZES
 
-    def loads(self, settings: Settings) -> tuple:
-        return settings.loads if self.sweeps_load else (self.load,)
+    def loads(self, settings: Settings, large: bool = False) -> tuple:
+        if not self.sweeps_load:
+            return (self.load,)
+        return (PEER_LOAD,) if large else settings.loads
 
-    def workloads_of(self, settings: Settings) -> tuple[str, ...]:
+    def workloads_of(self, settings: Settings, large: bool = False) -> tuple[str, ...]:
+        if large:
+            return self.large_workloads
         return (self.quick_workload or self.workloads[0],) if settings.quick else self.workloads
 
     def peers_run_at(self, point: Point) -> bool:
@@ -415,9 +428,9 @@ HASHMAP_PEERS = (
     Peer("numba typed.Dict", lambda i: P.typed_dict_cases(i.keys, i.values, i.queries),
          max_keys=2**22, in_quick=False, bytes_per_key=120),
     Peer("pyarrow index_in", lambda i: P.pyarrow_index_in_cases(i.keys, i.values, i.queries),
-         module="pyarrow", bytes_per_key=48),
+         module="pyarrow", max_keys=REBUILDING_PEER_MAX_KEYS, bytes_per_key=48),
     Peer("polars join", lambda i: P.polars_join_cases(i.keys, i.values, i.queries),
-         module="polars", bytes_per_key=96),
+         module="polars", max_keys=REBUILDING_PEER_MAX_KEYS, bytes_per_key=96),
 )
 
 
@@ -922,22 +935,24 @@ def churn_point(make_inputs: Callable[[Point, np.random.Generator], ChurnInputs]
 # ================================================================================================
 
 
+MULTI_VALUE_WORKLOADS = tuple(f"{v} value{'s' if v > 1 else ''} per key"
+                              for v in VALUES_PER_KEY)
 FAMILIES = (
     Family("hashmap", "HashMap", ("insert",) + tuple(f"lookup {r}% hits" for r in HIT_RATES),
-           ("uniform",), hashmap_point, sweeps_load=True),
+           ("uniform",), hashmap_point, sweeps_load=True, large_workloads=("uniform",)),
     Family("hashmap-max-load", "HashMap", ("insert", "lookup 100% hits"), ("fill until full",),
            max_load_point, load="max"),
     Family("hashset", "HashSet", ("add",) + tuple(f"contains {r}% hits" for r in HIT_RATES),
            ("uniform",), hashset_point, sweeps_load=True, valued=False),
     Family("counter", "Counter", ("add",), tuple(COUNTER_WORKLOADS), counter_point,
-           load=COUNTER_LOAD, quick_workload="repeated 1-16"),
-    Family("multimap", "MultiMap", ("insert", "get"),
-           tuple(f"{v} value{'s' if v > 1 else ''} per key" for v in VALUES_PER_KEY),
+           load=COUNTER_LOAD, quick_workload="repeated 1-16",
+           large_workloads=(f"Zipf s={ZIPF_S}",)),
+    Family("multimap", "MultiMap", ("insert", "get"), MULTI_VALUE_WORKLOADS,
            multi_value_point(lambda keys: multimap_bench.BulkhashImpl(1),
                              (NUMPY_SORT_PEER, PANDAS_GROUP_PEER)),
-           load=0.5, quick_workload="4 values per key"),
-    Family("bucketlist", "BucketListMap", ("insert", "get"),
-           tuple(f"{v} value{'s' if v > 1 else ''} per key" for v in VALUES_PER_KEY),
+           load=0.5, quick_workload="4 values per key",
+           large_workloads=MULTI_VALUE_WORKLOADS),
+    Family("bucketlist", "BucketListMap", ("insert", "get"), MULTI_VALUE_WORKLOADS,
            multi_value_point(multimap_bench.BucketListImpl, (NUMPY_SORT_PEER,)),
            load=0.8, quick_workload="4 values per key"),
     Family("bloom", "BloomFilter", ("add", "contains present", "contains absent"),
@@ -963,13 +978,11 @@ def plan(settings: Settings, only: str | None = None) -> list[tuple[Family, Poin
         raise ValueError(f"--only {only!r} matches no case family; the families are: "
                          + ", ".join(f.name for f in FAMILIES))
     points = []
-    for size in sorted({n for dt in DTYPES for n in settings.sizes(dt)}):
+    for size, large in settings.sizes():
         for family in families:
             for key_dtype in DTYPES:
-                if size not in settings.sizes(key_dtype):
-                    continue
-                for load in family.loads(settings):
-                    for workload in family.workloads_of(settings):
+                for load in family.loads(settings, large):
+                    for workload in family.workloads_of(settings, large):
                         points.append((family, Point(family.name, key_dtype,
                                                      key_dtype if family.valued else None,
                                                      size, load, workload)))
