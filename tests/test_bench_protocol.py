@@ -16,6 +16,7 @@ import pytest
 
 import bulkhash
 from bulkhash import cli
+from bulkhash import bench
 from bulkhash.bench import peers, protocol
 
 N = 512
@@ -220,3 +221,21 @@ def test_cli_protocol_bad_combinations(args, message, capsys):
         cli.main(["bench", *args])
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint32", "uint64"])
+def test_distinct_of_sorted_is_numpys_unique(dtype):
+    rng = np.random.default_rng(7)
+    for n in (0, 1, 2, 5000):
+        ordered = np.sort(rng.integers(0, 200, size=n).astype(dtype))
+        distinct = bench.distinct_of_sorted(ordered)
+        assert distinct.dtype == ordered.dtype
+        np.testing.assert_array_equal(distinct, np.unique(ordered))
+
+
+def test_unique_random_keys_redraws_collisions_until_all_are_distinct():
+    # 250 distinct of 256 possible uint8 keys: the first draw collides many times over
+    keys = bench.unique_random_keys(250, np.random.default_rng(3), np.uint8)
+    assert keys.dtype == np.uint8 and len(set(keys.tolist())) == 250
+    # random order, not sorted
+    assert not np.all(keys[1:] >= keys[:-1])

@@ -211,6 +211,16 @@ def measure_rounds(cases: list[Case], reps: int) -> list[Timing]:
 # ================================================================================================
 
 
+def distinct_of_sorted(ordered: np.ndarray) -> np.ndarray:
+    """The distinct values of a sorted 1-D array, ascending: ``np.unique``'s answer without its
+    cost. NumPy 2.4's ``np.unique`` (no counts, no indices) builds a hash set and then sorts it:
+    on 100M random uint64 keys it took 268 s here, against 1.4 s for ``np.sort``."""
+    keep = np.empty(ordered.size, dtype=np.bool_)
+    keep[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
+
+
 def unique_random_keys(n: int, rng: np.random.Generator, dtype=np.uint64) -> np.ndarray:
     """``n`` distinct uniformly random keys of an unsigned ``dtype`` (default uint64), in random
     order."""
@@ -222,7 +232,7 @@ def unique_random_keys(n: int, rng: np.random.Generator, dtype=np.uint64) -> np.
         if n < 2 or not np.any(ordered[1:] == ordered[:-1]):
             return keys
         # collisions (about n**2 / 2**65 for uint64, n**2 / 2**33 for uint32): redraw the missing
-        distinct = np.unique(ordered)
+        distinct = distinct_of_sorted(ordered)
         extra = rng.integers(0, top, size=n - distinct.size, dtype=dtype, endpoint=True)
         keys = np.concatenate([distinct, extra])
         rng.shuffle(keys)

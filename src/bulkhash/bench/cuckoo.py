@@ -40,7 +40,7 @@ import numba
 import numpy as np
 
 from ..cuckoo import CuckooFilter
-from . import _expect, _table, _write_json, machine_info, software_info
+from . import _expect, _table, _write_json, distinct_of_sorted, machine_info, software_info
 
 SIZES = (1_000_000, 10_000_000)
 QUICK_SIZES = (1_000_000,)
@@ -70,7 +70,8 @@ def _median(times: list[float]) -> float:
 def key_sets(n: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """``n`` distinct present keys and ``n`` absent ones (even / odd uint64, shuffled)."""
     rng = np.random.default_rng(seed)
-    present = np.unique(rng.integers(0, 2**63, n + n // 100 + 16, dtype=np.uint64))
+    present = distinct_of_sorted(np.sort(rng.integers(0, 2**63, n + n // 100 + 16,
+                                                      dtype=np.uint64)))
     present = rng.permutation(present)[:n] * np.uint64(2)
     absent = rng.integers(0, 2**63, n, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
     return present, absent
