@@ -13,7 +13,7 @@ interleaved rounds, beside its peers and the ceiling.
   machine's L3 holds 260 MiB); the **headline points** also at 50,000,000 keys, both key
   types (far out of cache, the issue's headline size): HashMap insert and lookups at load 0.9,
   Counter on Zipf keys, and MultiMap with 4 and 16 values per key (``LARGE_SIZES``,
-  ``Family.large_workloads``). Measuring every point at 50M would take about seven hours on
+  ``Family.large_workloads``). Measuring every point at 50M would take many hours on
   two cores; the rest scales from 2^22 as the plots show. ``--quick``:
   ``QUICK_SIZES``. ``--max-keys M`` caps every size at ``M`` (a size above it is measured at
   ``M``), and the absent keys of the false-positive rates at ``16 M``.
@@ -101,15 +101,14 @@ batch (each needs at least one random read), the random scatter-update's for ins
 erase and the insert/erase rounds. Each record also holds the machine (with the load average
 when the point started), the software versions and the parameters.
 
-Duration (this project's 2-core shared VM, timed per case family at 2^20 keys and scaled)
-------------------------------------------------------------------------------------------
+Duration (this project's 2-core shared VM, measured)
+----------------------------------------------------
 ``--quick``: about 70 s with Numba's disk cache warm (the kernels compiled before); the first
-run after an install compiles them, about 2.5 minutes more. The full run: each family's point
-at 2^20 keys (both key types: about 6.5 minutes in all), scaled linearly in ``n`` to every
-size, with the capped peers dropped above their caps, comes to about 7 hours, 93% of it at
-2^24 keys and above; tables out of cache and khash's slowdown at large sizes make it longer.
-It is resumable: ``--max-keys 4194304`` runs the whole protocol up to 2^22 keys (about half an
-hour), and later runs into the same ``--out`` (``--only`` a family) add the large sizes.
+run after an install compiles them, about 2.5 minutes more. The full run (2026-11-24, 200
+points): 32 minutes for the 192 points up to 2^22 keys (``--max-keys 4194304`` runs just those),
+then 49 minutes for the eight at 50M: HashMap 5.7 minutes a key type, Counter 1.8, MultiMap 6 to
+11 (its peers: NumPy's ``searchsorted`` get and pandas' factorize). Most of a 50M point is the
+peers' rounds: khash takes 200 of HashMap's 257 s of rounds.
 
 Resuming: ``results.json`` is rewritten (to a temporary file, then renamed) after every point.
 A rerun with the same ``--out`` skips every point whose records are all there (``--restart``
