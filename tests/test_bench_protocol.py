@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 
 import bulkhash
-from bulkhash import cli
-from bulkhash import bench
+from bulkhash import bench, cli
 from bulkhash.bench import peers, protocol
 
 N = 512

@@ -937,9 +937,9 @@ def churn_point(make_inputs: Callable[[Point, np.random.Generator], ChurnInputs]
 
 MULTI_VALUE_WORKLOADS = tuple(f"{v} value{'s' if v > 1 else ''} per key"
                               for v in VALUES_PER_KEY)
-# 50M keys with one value each: NumPy's get (two binary searches per key over 50M sorted keys)
-# took over two minutes a call, 15 minutes for the point; at 2^22 it is 33-45x slower than
-# MultiMap already. Out of cache the 4 and 16 values per key, where the peers come closest.
+# 50M keys with one value each: the point was still in its rounds, in NumPy's get (two binary
+# searches per key over 50M sorted keys), after 17 minutes; at 2^22 that get is already 33-45x
+# slower than MultiMap's. Out of cache: 4 and 16 values per key, where the peers come closest.
 MULTI_VALUE_WORKLOADS_OUT_OF_CACHE = MULTI_VALUE_WORKLOADS[1:]
 FAMILIES = (
     Family("hashmap", "HashMap", ("insert",) + tuple(f"lookup {r}% hits" for r in HIT_RATES),
