@@ -11,12 +11,14 @@ interleaved rounds, beside its peers and the ceiling.
 * **Types**: uint32 keys with uint32 values, and uint64 with uint64 (sets and filters: keys only).
 * **Sizes** (``n``): 2^16, 2^18, 2^20 and 2^22 keys for every point below (in cache: this
   machine's L3 holds 260 MiB); the **headline points** also at 50,000,000 keys, both key
-  types (far out of cache, the issue's headline size): HashMap insert and lookups at load 0.9,
-  Counter on Zipf keys, and MultiMap with 4 and 16 values per key (``LARGE_SIZES``,
-  ``Family.large_workloads``). Measuring every point at 50M would take many hours on
-  two cores; the rest scales from 2^22 as the plots show. ``--quick``:
-  ``QUICK_SIZES``. ``--max-keys M`` caps every size at ``M`` (a size above it is measured at
-  ``M``), and the absent keys of the false-positive rates at ``16 M``.
+  types (far out of cache, the issue's headline size): HashMap insert and lookups at load 0.9
+  and Counter on Zipf keys (``LARGE_SIZES``, ``Family.large_workloads``). Measuring every point
+  at 50M would take many hours on two cores; the rest scales from 2^22 as the plots show.
+  MultiMap is not a headline point: its target names no size, the sweep measures it with 1, 4
+  and 16 values per key up to 2^22 (4M keys, 67M pairs at 16 values per key), and at 50M its
+  peers alone took 6 to 11 minutes a point (NumPy's ``searchsorted`` get, pandas' factorize).
+  ``--quick``: ``QUICK_SIZES``. ``--max-keys M`` caps every size at ``M`` (a size above it is
+  measured at ``M``), and the absent keys of the false-positive rates at ``16 M``.
 * **Load**: a fixed table (``growable=False, capacity=n, max_load_factor=L``) filled with its
   ``n`` keys has load about ``L`` (``len / slots``; the record holds the load reached). Sweeps
   of ``L`` in 0.5, 0.8, 0.9, 0.95, 0.99 (``--quick``: 0.8 and 0.9) for HashMap and HashSet
@@ -104,11 +106,13 @@ when the point started), the software versions and the parameters.
 Duration (this project's 2-core shared VM, measured)
 ----------------------------------------------------
 ``--quick``: about 70 s with Numba's disk cache warm (the kernels compiled before); the first
-run after an install compiles them, about 2.5 minutes more. The full run (2026-11-24, 200
-points): 32 minutes for the 192 points up to 2^22 keys (``--max-keys 4194304`` runs just those),
-then 49 minutes for the eight at 50M: HashMap 5.7 minutes a key type, Counter 1.8, MultiMap 6 to
-11 (its peers: NumPy's ``searchsorted`` get and pandas' factorize). Most of a 50M point is the
-peers' rounds: khash takes 200 of HashMap's 257 s of rounds.
+run after an install compiles them, about 2.5 minutes more. The full run, from the per-point
+times of the committed run (``benchmarks/results/protocol-2core-2026-11-24``, 2026-11-24):
+47 minutes, 32 for the 192 points up to 2^22 keys (``--max-keys 4194304`` runs just those) and
+15 for the four at 50M (HashMap 5.7 minutes a key type, Counter 1.8). Most of a 50M point is the
+peers' rounds: khash takes 200 of HashMap's 257 s of rounds. That run also measured MultiMap at
+50M, with 4 and 16 values per key, under the earlier plan: 49 minutes for the eight 50M points,
+81 in all; its records stay in that folder.
 
 Resuming: ``results.json`` is rewritten (to a temporary file, then renamed) after every point.
 A rerun with the same ``--out`` skips every point whose records are all there (``--restart``
@@ -937,10 +941,6 @@ def churn_point(make_inputs: Callable[[Point, np.random.Generator], ChurnInputs]
 
 MULTI_VALUE_WORKLOADS = tuple(f"{v} value{'s' if v > 1 else ''} per key"
                               for v in VALUES_PER_KEY)
-# 50M keys with one value each: the point was still in its rounds, in NumPy's get (two binary
-# searches per key over 50M sorted keys), after 17 minutes; at 2^22 that get is already 33-45x
-# slower than MultiMap's. Out of cache: 4 and 16 values per key, where the peers come closest.
-MULTI_VALUE_WORKLOADS_OUT_OF_CACHE = MULTI_VALUE_WORKLOADS[1:]
 FAMILIES = (
     Family("hashmap", "HashMap", ("insert",) + tuple(f"lookup {r}% hits" for r in HIT_RATES),
            ("uniform",), hashmap_point, sweeps_load=True, large_workloads=("uniform",)),
@@ -954,8 +954,7 @@ FAMILIES = (
     Family("multimap", "MultiMap", ("insert", "get"), MULTI_VALUE_WORKLOADS,
            multi_value_point(lambda keys: multimap_bench.BulkhashImpl(1),
                              (NUMPY_SORT_PEER, PANDAS_GROUP_PEER)),
-           load=0.5, quick_workload="4 values per key",
-           large_workloads=MULTI_VALUE_WORKLOADS_OUT_OF_CACHE),
+           load=0.5, quick_workload="4 values per key"),
     Family("bucketlist", "BucketListMap", ("insert", "get"), MULTI_VALUE_WORKLOADS,
            multi_value_point(multimap_bench.BucketListImpl, (NUMPY_SORT_PEER,)),
            load=0.8, quick_workload="4 values per key"),
