@@ -133,7 +133,12 @@ def main(argv: list[str] | None = None) -> int:
                        "hashmap-ageing)")
     bench.add_argument("--restart", action="store_true",
                        help="--protocol: measure everything again, ignoring results.json")
+    from .genomics import cli as genomics_cli
+
+    genomics_cli.add_parsers(sub)
     args = parser.parse_args(argv)
+    if args.command == "kmers":
+        return genomics_cli.run(args, parser)
     if args.command == "bench":
         problem = check_bench_options(args)
         if problem:

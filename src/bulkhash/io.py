@@ -42,9 +42,9 @@ class FormatError(ValueError):
     """A file is not a bulkhash table, or is truncated, corrupted or from a newer version."""
 
 
-def _crc32(arr: np.ndarray) -> int:
+def _crc32(arr: np.ndarray, crc: int = 0) -> int:
+    """The CRC-32 of ``arr``'s bytes, continuing from ``crc``."""
     flat = arr.reshape(-1).view(np.uint8)
-    crc = 0
     for start in range(0, flat.size, _CHUNK):
         crc = zlib.crc32(flat[start:start + _CHUNK], crc)
     return crc
@@ -55,11 +55,18 @@ def save(table, path: str | os.PathLike) -> None:
     if hasattr(table, "_save_state"):
         # A structure that is not an open-addressing table (a filter, a value pool) describes
         # itself: constructor parameters, a little metadata, and one array stored verbatim.
+        # ``data`` may also be a tuple of arrays, stored back to back as one byte array (so a
+        # structure need not concatenate its parts into a copy first).
         params, meta, data = table._save_state()
-        data = np.ascontiguousarray(data)
-        header = dict(cls=type(table).__name__, params=params, meta=meta, dtype=str(data.dtype),
-                      shape=list(data.shape))
-        _write(path, header, data)
+        if isinstance(data, tuple):
+            parts = [np.ascontiguousarray(part).reshape(-1).view(np.uint8) for part in data]
+            dtype, shape = "uint8", [sum(part.size for part in parts)]
+        else:
+            parts = [np.ascontiguousarray(data)]
+            dtype, shape = str(parts[0].dtype), list(parts[0].shape)
+        header = dict(cls=type(table).__name__, params=params, meta=meta, dtype=dtype,
+                      shape=shape)
+        _write(path, header, parts)
         return
     inner = table._table
     with inner.lock.reading():
@@ -70,14 +77,18 @@ def save(table, path: str | os.PathLike) -> None:
             layout=inner.backend.layout(), word=str(inner.word),
             words_per_slot=inner.words_per_slot,
             state=[int(x) for x in inner.backend.to_host(inner.state)])
-        _write(path, header, slots)
+        _write(path, header, [slots])
 
 
-def _write(path: str | os.PathLike, header: dict, data: np.ndarray) -> None:
-    """The prefix, the JSON header and ``data`` at a 64-byte aligned offset, written to a
-    temporary file that is renamed over ``path`` once it is on disk."""
+def _write(path: str | os.PathLike, header: dict, parts: list[np.ndarray]) -> None:
+    """The prefix, the JSON header and the arrays ``parts``, back to back from a 64-byte
+    aligned offset, written to a temporary file that is renamed over ``path`` once it is on
+    disk."""
     path = Path(path)
-    header = dict(header, data_nbytes=int(data.nbytes), data_crc32=_crc32(data))
+    crc = 0
+    for part in parts:
+        crc = _crc32(part, crc)
+    header = dict(header, data_nbytes=sum(int(part.nbytes) for part in parts), data_crc32=crc)
     # the data offset depends on the header's length, which contains the offset: fix a width
     header["data_offset"] = 0
     blob = json.dumps(header).encode()
@@ -90,9 +101,10 @@ def _write(path: str | os.PathLike, header: dict, data: np.ndarray) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(prefix)
             f.write(blob)
-            flat = data.reshape(-1).view(np.uint8)
-            for start in range(0, flat.size, _CHUNK):
-                f.write(flat[start:start + _CHUNK])
+            for part in parts:
+                flat = part.reshape(-1).view(np.uint8)
+                for start in range(0, flat.size, _CHUNK):
+                    f.write(flat[start:start + _CHUNK])
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -143,7 +155,8 @@ def _stored_words(slots: np.ndarray, state: np.ndarray, n_slots: int):
 # The structures a file can hold: class name -> module (imported only when a file needs it).
 _STRUCTURES = {"HashMap": "hashmap", "HashSet": "hashset", "Counter": "counter",
                "MultiMap": "multimap", "BucketListMap": "bucketlist",
-               "BloomFilter": "bloom", "CuckooFilter": "cuckoo"}
+               "BloomFilter": "bloom", "CuckooFilter": "cuckoo",
+               "KmerCounts": "genomics.kmers"}
 
 
 def _structure_class(name: str, path: Path):
