@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 
     genomics_cli.add_parsers(sub)
     args = parser.parse_args(argv)
-    if args.command == "kmers":
+    if args.command in ("kmers", "classify"):
         return genomics_cli.run(args, parser)
     if args.command == "bench":
         problem = check_bench_options(args)

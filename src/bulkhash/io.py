@@ -156,7 +156,7 @@ def _stored_words(slots: np.ndarray, state: np.ndarray, n_slots: int):
 _STRUCTURES = {"HashMap": "hashmap", "HashSet": "hashset", "Counter": "counter",
                "MultiMap": "multimap", "BucketListMap": "bucketlist",
                "BloomFilter": "bloom", "CuckooFilter": "cuckoo",
-               "KmerCounts": "genomics.kmers"}
+               "KmerCounts": "genomics.kmers", "ReadClassifier": "genomics.classify"}
 
 
 def _structure_class(name: str, path: Path):

@@ -1,4 +1,4 @@
-"""``bulkhash kmers ...``: the command line of ``bulkhash.genomics``."""
+"""``bulkhash kmers ...`` and ``bulkhash classify ...``: the command line of genomics."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ _PROGRESS_FROM_BYTES = 64 << 20
 
 
 def add_parsers(sub) -> None:
-    """Add ``kmers`` (with its ``count`` command) to the ``bulkhash`` subparsers ``sub``."""
+    """Add ``kmers`` (``count``) and ``classify`` (``build``, ``query``) to the ``bulkhash``
+    subparsers ``sub``."""
+    add_classify_parsers(sub)
     kmers = sub.add_parser("kmers", help="count k-mers of FASTA/FASTQ files (needs "
                            "bulkhash[bio])", description="k-mer counting on bulkhash's Counter.")
     commands = kmers.add_subparsers(dest="kmers_command", required=True)
@@ -110,11 +112,92 @@ def run_count(args: argparse.Namespace, error) -> int:
     return 0
 
 
-def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """Dispatch ``bulkhash kmers <command>``."""
-    def error(message: str):
-        parser.exit(2, f"bulkhash kmers {args.kmers_command}: error: {message}\n")
+def add_classify_parsers(sub) -> None:
+    classify = sub.add_parser(
+        "classify", help="classify reads by taxon, MetaCache's method (needs bulkhash[bio])",
+        description="Read classification on bulkhash's MultiMap: reference windows (127 bases, "
+        "a new one every 112) are sketched by their 16 smallest canonical 16-mer hashes; a "
+        "read's sketch gathers their locations, and the best target over adjacent windows wins "
+        "(or the lowest common ancestor of the best two when they are close).")
+    commands = classify.add_subparsers(dest="classify_command", required=True)
+    build = commands.add_parser("build", help="index reference genomes",
+                                description="Index the reference files a taxonomy TSV lists "
+                                "(columns file, species_taxid, species, strain; files relative "
+                                "to the TSV); each file is one strain.")
+    build.add_argument("--taxonomy", required=True, metavar="TSV",
+                       help="the taxonomy TSV (like the shared data's taxonomy.tsv)")
+    build.add_argument("files", nargs="*", metavar="FILE",
+                       help="index only these reference files of the TSV (default: all)")
+    build.add_argument("-o", "--output", required=True, metavar="INDEX",
+                       help="where to write the index (bulkhash's file format)")
+    query = commands.add_parser("query", help="classify reads against an index",
+                                description="Classify the reads of FASTA/FASTQ files. Writes "
+                                "PREFIX.tsv (read id, taxid, rank, hits, name per read) and "
+                                "PREFIX.report (per-taxon read counts in the layout of "
+                                "`kraken2 --report`).")
+    query.add_argument("index", metavar="INDEX", help="an index from `classify build`")
+    query.add_argument("files", nargs="+", metavar="READS", help="FASTA or FASTQ files")
+    query.add_argument("-o", "--output", default="classified", metavar="PREFIX",
+                       help="output file prefix (default classified)")
+    query.add_argument("--hits-min", type=int, default=None, metavar="N",
+                       help="fewer hits than N leaves a read unclassified (default: the "
+                       "index's, 5)")
+    query.add_argument("--diff-fraction", type=float, default=None, metavar="F",
+                       help="report the lowest common ancestor of the best two targets when "
+                       "the second has more than (best - hits-min) * F hits (default: the "
+                       "index's, 1.0)")
 
-    if args.kmers_command == "count":
-        return run_count(args, error)
-    return 2
+
+def run_build(args: argparse.Namespace, error) -> int:
+    from .classify import ReadClassifier
+    from .taxonomy import Taxonomy
+
+    started = time.perf_counter()
+    try:
+        taxonomy = Taxonomy.from_tsv(args.taxonomy)
+        index = ReadClassifier.build(taxonomy, args.files or None)
+    except (ValueError, ImportError) as err:
+        error(str(err))
+    index.save(args.output)
+    print(f"indexed {len(index.target_names)} sequences of "
+          f"{len(set(index.target_taxa))} strains ({sum(index.target_lengths):,} bases): "
+          f"{len(index.index):,} feature locations, {index.locations_refused:,} past the "
+          f"limit per feature; wrote {args.output} in {time.perf_counter() - started:.2f} s")
+    return 0
+
+
+def run_query(args: argparse.Namespace, error) -> int:
+    from ..io import FormatError, load
+    from .classify import ReadClassifier, check_thresholds
+
+    started = time.perf_counter()
+    try:
+        index = load(args.index)
+        if not isinstance(index, ReadClassifier):
+            error(f"{args.index} holds a {type(index).__name__}, not a classifier index: build "
+                  "one with `bulkhash classify build`")
+        index.hits_min, index.diff_fraction = check_thresholds(
+            index.hits_min if args.hits_min is None else args.hits_min,
+            index.diff_fraction if args.diff_fraction is None else args.diff_fraction)
+        loaded = time.perf_counter()
+        result = index.classify_files(args.files)
+    except (ValueError, ImportError, FormatError, OSError) as err:
+        error(str(err))
+    classified = time.perf_counter()
+    result.write_tsv(f"{args.output}.tsv")
+    result.write_report(f"{args.output}.report")
+    print(f"{len(result):,} reads, {result.fraction_classified():.1%} classified; index loaded "
+          f"in {loaded - started:.2f} s, reads classified in {classified - loaded:.2f} s; wrote "
+          f"{args.output}.tsv, {args.output}.report")
+    return 0
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Dispatch ``bulkhash kmers <command>`` and ``bulkhash classify <command>``."""
+    command = args.kmers_command if args.command == "kmers" else args.classify_command
+
+    def error(message: str):
+        parser.exit(2, f"bulkhash {args.command} {command}: error: {message}\n")
+
+    handlers = {"count": run_count, "build": run_build, "query": run_query}
+    return handlers[command](args, error)

@@ -96,32 +96,25 @@ def estimated_text_bytes(path: Path) -> int:
     return _TYPICAL_RATIO * size if compressed else size
 
 
-def read_blocks(path: Path, block_bases: int = BLOCK_BASES) -> Iterator[tuple[np.ndarray, int]]:
-    """The sequences of ``path`` as uint8 blocks of about ``block_bases`` bases each (records
-    joined by newlines; a record longer than a block is a block of its own), each with about
-    how many bytes of the decompressed file have been read when it is yielded (compare
+def read_records(path: Path) -> Iterator[tuple[str, str, int]]:
+    """``(name, sequence, text_bytes)`` of each record of ``path``, where ``text_bytes`` is
+    about how many bytes of the decompressed file have been read so far (compare
     ``estimated_text_bytes``).
 
     Raises ``SequenceFileError`` naming the file for input that is not FASTA/FASTQ, a truncated
     or corrupt compressed file, or a file without records.
     """
     dnaio = _dnaio()
-    batch: list[str] = []
-    size = 0
     text_bytes = 0  # a record's name, sequence, qualities and line ends (FASTA line breaks aside)
     records = 0
     try:
         with dnaio.open(path) as reader:
             for record in reader:
                 records += 1
-                batch.append(record.sequence)
-                size += len(record.sequence) + 1
                 quality = record.qualities
                 text_bytes += (len(record.name) + len(record.sequence) + 3
                                + (len(quality) + 2 if quality is not None else 0))
-                if size >= block_bases:
-                    yield _joined(batch), text_bytes
-                    batch, size = [], 0
+                yield record.name, record.sequence, text_bytes
     except dnaio.UnknownFileFormat:
         raise SequenceFileError(f"{path} is not FASTA or FASTQ: its first character is neither "
                                 "'>' nor '@'") from None
@@ -134,10 +127,26 @@ def read_blocks(path: Path, block_bases: int = BLOCK_BASES) -> Iterator[tuple[np
                                 "check the download, e.g. with gzip -t") from None
     if records == 0:
         raise SequenceFileError(f"{path} holds no FASTA or FASTQ record")
+
+
+def read_blocks(path: Path, block_bases: int = BLOCK_BASES) -> Iterator[tuple[np.ndarray, int]]:
+    """The sequences of ``path`` as uint8 blocks of about ``block_bases`` bases each (records
+    joined by newlines; a record longer than a block is a block of its own), each with the
+    ``text_bytes`` of ``read_records`` at its last record."""
+    batch: list[str] = []
+    size = 0
+    text_bytes = 0
+    for _, sequence, text_bytes in read_records(path):
+        batch.append(sequence)
+        size += len(sequence) + 1
+        if size >= block_bases:
+            yield joined(batch), text_bytes
+            batch, size = [], 0
     if batch:
-        yield _joined(batch), text_bytes
+        yield joined(batch), text_bytes
 
 
-def _joined(sequences: list[str]) -> np.ndarray:
+def joined(sequences: list[str]) -> np.ndarray:
+    """Sequences as one uint8 array of letters, a newline (not a base) between two."""
     text = "\n".join(sequences).encode("ascii", errors="replace")  # '?' is not a base either
     return np.frombuffer(text, np.uint8)

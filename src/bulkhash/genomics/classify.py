@@ -1,0 +1,307 @@
+"""Read classification, MetaCache's way, on bulkhash's ``MultiMap``.
+
+Build: every reference sequence is cut into windows (127 bases, a new one every 112, so
+neighbours share k - 1 bases and no k-mer is lost); each window's sketch (its 16 smallest
+distinct canonical 16-mer hashes, ``_sketch_kernels``) is stored as ``feature -> location``
+pairs, a location being ``target << 32 | window``. The MultiMap keeps at most 254 locations per
+feature: a feature found in more windows than that says little about where a read comes from.
+
+Query: a read is sketched the same way, its features are looked up in one ``MultiMap.get`` per
+batch of reads, and ``_sketch_kernels.classify_reads`` scores the locations: the target with the
+most hits in a few adjacent windows wins if it has ``hits_min`` hits, and the lowest common
+ancestor of the best two is reported when the second is close.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from ..multimap import MultiMap
+from . import _sketch_kernels as SK
+from ._kmer_kernels import BASE_CODES
+from .sequences import check_paths, joined, read_records
+from .taxonomy import REPORT_CODES, Taxonomy
+
+#: reads classified per batch (one MultiMap lookup each)
+READ_BATCH = 1 << 16
+
+
+@dataclass(frozen=True)
+class SketchParams:
+    """How sequences become features (MetaCache's defaults)."""
+
+    k: int = 16
+    window: int = 127
+    stride: int = 112
+    sketch_size: int = 16
+    max_locations: int = 254
+
+    def check(self) -> "SketchParams":
+        for name in ("k", "window", "stride", "sketch_size", "max_locations"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name}={value!r} must be a positive integer")
+        if not 1 <= self.k <= 16:
+            raise ValueError(f"k={self.k} must be from 1 to 16 (a feature hashes a 32-bit k-mer)")
+        if not self.k <= self.window:
+            raise ValueError(f"window={self.window} must be at least k={self.k}")
+        if self.stride > self.window - self.k + 1:
+            raise ValueError(f"stride={self.stride} must be at most window - k + 1 = "
+                             f"{self.window - self.k + 1}, or k-mers between windows are lost")
+        return self
+
+
+def windows_of(lengths: np.ndarray, offsets: np.ndarray, params: SketchParams):
+    """``(starts, stops, owner, index)`` of the windows of sequences with these ``lengths`` at
+    ``offsets`` in one text: a sequence of L >= k bases has ``1 + ceil((L - window) / stride)``
+    windows (one if shorter than a window), the last ending at the sequence's end."""
+    lengths = np.asarray(lengths, np.int64)
+    extra = np.maximum(lengths - params.window, 0)
+    count = np.where(lengths >= params.k, 1 + -(-extra // params.stride), 0)
+    owner = np.repeat(np.arange(lengths.size), count)
+    first = np.cumsum(count) - count
+    index = np.arange(owner.size) - first[owner]
+    starts = offsets[owner] + index * params.stride
+    stops = np.minimum(starts + params.window, offsets[owner] + lengths[owner])
+    return starts, stops, owner, index
+
+
+def _texts(sequences: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sequences joined into one text, with each one's offset and length."""
+    lengths = np.fromiter((len(s) for s in sequences), np.int64, len(sequences))
+    offsets = np.cumsum(lengths + 1) - lengths - 1
+    return joined(sequences), offsets, lengths
+
+
+class Classification:
+    """Per-read results of ``ReadClassifier.classify``: ``read_ids``, ``taxa`` (rows of the
+    taxonomy, -1 unclassified) and ``hits`` (of the best target)."""
+
+    def __init__(self, taxonomy: Taxonomy, read_ids: list[str], taxa: np.ndarray,
+                 hits: np.ndarray):
+        self.taxonomy = taxonomy
+        self.read_ids = read_ids
+        self.taxa = taxa
+        self.hits = hits
+
+    def __len__(self) -> int:
+        return len(self.read_ids)
+
+    def taxids(self) -> np.ndarray:
+        """Each read's taxid, 0 where unclassified."""
+        return np.where(self.taxa >= 0, self.taxonomy.taxids[np.maximum(self.taxa, 0)], 0)
+
+    def fraction_classified(self) -> float:
+        return float(np.mean(self.taxa >= 0)) if len(self) else 0.0
+
+    def write_tsv(self, path) -> None:
+        """``read_id, taxid, rank, hits, name`` per read (taxid 0 and rank ``unclassified``
+        where the read is not classified)."""
+        t = self.taxonomy
+        with open(path, "w") as out:
+            out.write("#read_id\ttaxid\trank\thits\tname\n")
+            for read_id, row, hits in zip(self.read_ids, self.taxa.tolist(), self.hits.tolist()):
+                if row < 0:
+                    out.write(f"{read_id}\t0\tunclassified\t{hits}\t-\n")
+                else:
+                    out.write(f"{read_id}\t{t.taxids[row]}\t{t.rank_of(row)}\t{hits}\t"
+                              f"{t.names[row]}\n")
+
+    def report_lines(self) -> list[str]:
+        """The per-taxon abundance report, in the layout of ``kraken2 --report``: percent of
+        reads in the clade, reads in the clade, reads assigned to the taxon itself, rank code,
+        taxid, and the name indented two spaces per level."""
+        t = self.taxonomy
+        n = len(self)
+        direct = np.bincount(self.taxa[self.taxa >= 0], minlength=t.taxids.size)
+        clade = direct.copy()
+        for row in np.argsort(-t.ranks, kind="stable"):  # deepest first: add into the parent
+            if row != 0:
+                clade[t.parents[row]] += clade[row]
+        unclassified = n - int(direct.sum())
+        lines = []
+
+        def line(count, own, code, taxid, name, depth):
+            percent = 100.0 * count / n if n else 0.0
+            lines.append(f"{percent:6.2f}\t{count}\t{own}\t{code}\t{taxid}\t{'  ' * depth}{name}")
+
+        if unclassified:
+            line(unclassified, unclassified, "U", 0, "unclassified", 0)
+
+        def visit(row, depth):
+            line(int(clade[row]), int(direct[row]), REPORT_CODES[t.rank_of(row)],
+                 int(t.taxids[row]), t.names[row], depth)
+            children = [c for c in np.flatnonzero(t.parents == row) if c != row and clade[c]]
+            for child in sorted(children, key=lambda c: (-clade[c], t.taxids[c])):
+                visit(child, depth + 1)
+
+        if clade[0]:
+            visit(0, 0)
+        return lines
+
+    def write_report(self, path) -> None:
+        with open(path, "w") as out:
+            out.writelines(line + "\n" for line in self.report_lines())
+
+
+class ReadClassifier:
+    """A MetaCache-style classifier: reference windows' sketches in a ``MultiMap``.
+
+    >>> from bulkhash.genomics import ReadClassifier, Taxonomy, example_path
+    >>> tax = Taxonomy.from_rows([(example_path().name, 700, "Escherichia virus Lambda",
+    ...                            "lambda")], example_path().parent)
+    >>> rc = ReadClassifier.build(tax)
+    >>> genome = "".join(s for _, s, _ in read_records(example_path()))
+    >>> result = rc.classify(["r1", "r2"], [genome[1000:1100], "ACGT" * 25])
+    >>> result.taxids().tolist(), bool(result.hits[0] > 5)
+    ([700001, 0], True)
+    """
+
+    def __init__(self, taxonomy: Taxonomy, params: SketchParams = SketchParams(), *,
+                 hits_min: int = 5, diff_fraction: float = 1.0):
+        if not isinstance(taxonomy, Taxonomy):
+            raise TypeError(f"taxonomy must be a Taxonomy (Taxonomy.from_tsv(path)), not "
+                            f"{type(taxonomy).__name__}")
+        self.taxonomy = taxonomy
+        self.params = params.check()
+        self.hits_min, self.diff_fraction = check_thresholds(hits_min, diff_fraction)
+        self.index = MultiMap("uint32", "uint64", max_values_per_key=params.max_locations,
+                              device="cpu")
+        self.target_names: list[str] = []
+        self.target_taxa: list[int] = []
+        self.target_lengths: list[int] = []
+        self.locations_refused = 0  # (feature, location) pairs past max_locations
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def build(cls, taxonomy: Taxonomy, files: Iterable[str | os.PathLike] | None = None,
+              params: SketchParams = SketchParams(),
+              progress: Callable[[int, int], None] | None = None, **thresholds
+              ) -> "ReadClassifier":
+        """Index the references of ``taxonomy`` (only those in ``files`` when given: leave
+        strains out to test on them). ``progress(done, total)`` after each file."""
+        rc = cls(taxonomy, params, **thresholds)
+        refs = taxonomy.references
+        if files is not None:
+            wanted = {Path(f).resolve() for f in files}
+            refs = [r for r in refs if r.path.resolve() in wanted]
+            unknown = wanted - {r.path.resolve() for r in taxonomy.references}
+            if unknown:
+                raise ValueError(f"files {sorted(map(str, unknown))} are not in the taxonomy: "
+                                 "list each reference file in its TSV")
+        check_paths([r.path for r in refs])
+        for done, ref in enumerate(refs, start=1):
+            rc.add_reference(ref.path, ref.taxon)
+            if progress is not None:
+                progress(done, len(refs))
+        return rc
+
+    def add_reference(self, path: str | os.PathLike, taxon: int) -> None:
+        """Index every sequence of the FASTA/FASTQ file ``path`` as a target of taxon row
+        ``taxon`` (a strain of the taxonomy)."""
+        names, sequences = [], []
+        for name, sequence, _ in read_records(Path(path)):
+            names.append(name.split()[0])
+            sequences.append(sequence)
+        text, offsets, lengths = _texts(sequences)
+        p = self.params
+        starts, stops, owner, window = windows_of(lengths, offsets, p)
+        features, counts = SK.sketch_windows(text, starts, stops, p.k, BASE_CODES, p.sketch_size)
+        first_target = len(self.target_names)
+        if first_target + len(names) >= 2**31:
+            raise ValueError("an index holds at most 2**31 target sequences")
+        locations = ((owner + first_target).astype(np.uint64) << np.uint64(32)) | window.astype(
+            np.uint64)
+        valid = np.arange(p.sketch_size) < counts[:, None]
+        keys = features[valid]
+        values = np.broadcast_to(locations[:, None], features.shape)[valid]
+        result = self.index.insert(keys, values)
+        self.locations_refused += result.max_values_reached
+        self.target_names += names
+        self.target_taxa += [int(taxon)] * len(names)
+        self.target_lengths += lengths.tolist()
+
+    # ------------------------------------------------------------------ querying
+    def classify(self, read_ids: list[str], sequences: list[str]) -> Classification:
+        """Classify reads given as strings."""
+        if len(read_ids) != len(sequences):
+            raise ValueError(f"read_ids has {len(read_ids)} entries, sequences "
+                             f"{len(sequences)}: give one id per read")
+        taxa, hits = [], []
+        for start in range(0, len(sequences), READ_BATCH):
+            t, h = self._classify_batch(sequences[start:start + READ_BATCH])
+            taxa.append(t)
+            hits.append(h)
+        empty = np.zeros(0, np.int64)
+        return Classification(self.taxonomy, list(read_ids),
+                              np.concatenate(taxa) if taxa else empty,
+                              np.concatenate(hits) if hits else empty)
+
+    def classify_files(self, files) -> Classification:
+        """Classify the reads of FASTA/FASTQ files (plain or compressed)."""
+        ids, sequences = [], []
+        for path in check_paths(files):
+            for name, sequence, _ in read_records(path):
+                ids.append(name.split()[0])
+                sequences.append(sequence)
+        return self.classify(ids, sequences)
+
+    def _classify_batch(self, sequences: list[str]):
+        p = self.params
+        text, offsets, lengths = _texts(sequences)
+        starts, stops, owner, _ = windows_of(lengths, offsets, p)
+        features, counts = SK.sketch_windows(text, starts, stops, p.k, BASE_CODES, p.sketch_size)
+        valid = np.arange(p.sketch_size) < counts[:, None]
+        unique = np.unique(features[valid])
+        csr_offsets, csr_values = self.index.get(unique)
+        slot_of_window = np.searchsorted(unique, features).astype(np.int64)
+        read_windows = np.searchsorted(owner, np.arange(len(sequences) + 1)).astype(np.int64)
+        t = self.taxonomy
+        target_taxon = np.asarray(self.target_taxa, np.int64)
+        return SK.classify_reads(read_windows, lengths, slot_of_window, counts,
+                                 np.asarray(csr_offsets, np.int64), csr_values, target_taxon,
+                                 t.parents, t.ranks, p.stride, 0, self.hits_min,
+                                 float(self.diff_fraction), numba.get_num_threads())
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the index (``bulkhash.load`` opens it again)."""
+        from ..io import save
+
+        save(self, path)
+
+    def _save_state(self):
+        index_params, index_meta, data = self.index._save_state()
+        meta = dict(index_params=index_params, index_meta=index_meta,
+                    taxonomy=self.taxonomy.to_json(), target_names=self.target_names,
+                    target_taxa=self.target_taxa, target_lengths=self.target_lengths,
+                    locations_refused=self.locations_refused)
+        params = dict(params=self.params.__dict__, hits_min=self.hits_min,
+                      diff_fraction=self.diff_fraction)
+        return params, meta, data
+
+    @classmethod
+    def _load_state(cls, params: dict, meta: dict, data: np.ndarray, *, device=None):
+        rc = cls(Taxonomy.from_json(meta["taxonomy"]), SketchParams(**params["params"]),
+                 hits_min=params["hits_min"], diff_fraction=params["diff_fraction"])
+        rc.index = MultiMap._load_state(meta["index_params"], meta["index_meta"], data,
+                                        device="cpu")
+        rc.target_names = meta["target_names"]
+        rc.target_taxa = meta["target_taxa"]
+        rc.target_lengths = meta["target_lengths"]
+        rc.locations_refused = meta["locations_refused"]
+        return rc
+
+
+def check_thresholds(hits_min, diff_fraction) -> tuple[int, float]:
+    if isinstance(hits_min, bool) or not isinstance(hits_min, (int, np.integer)) or hits_min < 1:
+        raise ValueError(f"hits_min={hits_min!r} must be a positive integer")
+    if not isinstance(diff_fraction, (int, float)) or not 0.0 <= diff_fraction <= 1.0:
+        raise ValueError(f"diff_fraction={diff_fraction!r} must be a number from 0 to 1")
+    return int(hits_min), float(diff_fraction)

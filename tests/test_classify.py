@@ -1,0 +1,344 @@
+"""Read classification (bulkhash.genomics.ReadClassifier, ``bulkhash classify``).
+
+The sketch and the scoring kernels are checked against plain-Python versions written here from
+their definitions; the classifier as a whole on reads simulated in the test from genomes of
+known origin (random genomes, a mutated strain of one, and phage lambda).
+"""
+
+from __future__ import annotations
+
+import collections
+import gzip
+
+import numpy as np
+import pytest
+
+import bulkhash
+from bulkhash.cli import main
+from bulkhash.genomics import (ReadClassifier, SketchParams, Taxonomy, example_path,
+                               read_records)
+from bulkhash.genomics import _sketch_kernels as SK
+from bulkhash.genomics._kmer_kernels import BASE_CODES
+from bulkhash.genomics.classify import windows_of
+
+pytest.importorskip("dnaio")
+
+MASK64 = (1 << 64) - 1
+COMPLEMENT = str.maketrans("ACGT", "TGCA")
+
+
+def fmix64(x: int) -> int:
+    """MurmurHash3's 64-bit finaliser, from its published constants."""
+    x ^= x >> 33
+    x = (x * 0xFF51AFD7ED558CCD) & MASK64
+    x ^= x >> 33
+    x = (x * 0xC4CEB9FE1A85EC53) & MASK64
+    x ^= x >> 33
+    return x
+
+
+def reference_sketch(text: str, k: int, size: int) -> list[int]:
+    hashes = set()
+    for i in range(len(text) - k + 1):
+        window = text[i:i + k].upper()
+        if set(window) <= set("ACGT"):
+            canonical = min(window, window.translate(COMPLEMENT)[::-1])
+            hashes.add(fmix64(int(canonical.translate(str.maketrans("ACGT", "0123")), 4)) >> 32)
+    return sorted(hashes)[:size]
+
+
+def random_genome(rng, n: int) -> str:
+    return "".join(rng.choice(list("ACGT"), n))
+
+
+def mutate(rng, genome: str, rate: float) -> str:
+    letters = np.array(list(genome))
+    hit = rng.random(letters.size) < rate
+    letters[hit] = rng.choice(list("ACGT"), hit.sum())
+    return "".join(letters)
+
+
+def reads_from(rng, genome: str, n: int, length: int = 100, error: float = 0.005):
+    starts = rng.integers(0, len(genome) - length, n)
+    reads = [mutate(rng, genome[s:s + length], error) for s in starts]
+    flip = rng.random(n) < 0.5  # half from the reverse strand
+    return [r.translate(COMPLEMENT)[::-1] if f else r for r, f in zip(reads, flip)]
+
+
+# ------------------------------------------------------------------ kernels
+
+
+@pytest.mark.parametrize("k,size", [(16, 16), (5, 4), (12, 40)])
+def test_sketches_match_the_reference(k, size):
+    rng = np.random.default_rng(k)
+    texts = [random_genome(rng, n) for n in (k - 1, k, 60, 127, 300)]
+    texts.append("ACGT" * 40)          # few distinct k-mers: a short sketch
+    texts.append("ACGTN" * 20 + "acgtacgtacgtacgtacgtt")
+    joined = "\n".join(texts)
+    starts = np.cumsum([0] + [len(t) + 1 for t in texts[:-1]])
+    stops = starts + np.array([len(t) for t in texts])
+    features, counts = SK.sketch_windows(np.frombuffer(joined.encode(), np.uint8), starts,
+                                         stops, k, BASE_CODES, size)
+    for row, text in enumerate(texts):
+        expected = reference_sketch(text, k, size)
+        assert features[row, :counts[row]].tolist() == expected
+
+
+def reference_best_hits(locations, span) -> dict[int, int]:
+    """Per target: the most hits in ``span`` consecutive windows, counted window by window."""
+    by_target = collections.defaultdict(list)
+    for loc in locations:
+        by_target[loc >> 32].append(loc & 0xFFFFFFFF)
+    return {target: max(sum(1 for w in windows if start <= w < start + span)
+                        for start in windows)
+            for target, windows in by_target.items()}
+
+
+def test_best_two_targets_match_brute_force():
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        n = int(rng.integers(1, 60))
+        targets = rng.integers(0, 4, n).astype(np.uint64)
+        windows = rng.integers(0, 12, n).astype(np.uint64)
+        locations = np.sort((targets << np.uint64(32)) | windows)
+        span = int(rng.integers(1, 5))
+        t1, h1, t2, h2 = SK._best_two_targets(locations, span)
+        best = reference_best_hits(locations.tolist(), span)
+        ranked = sorted(best.values(), reverse=True)
+        assert best[t1] == h1 == ranked[0]
+        if len(best) > 1:
+            assert t2 != t1 and best[t2] == h2 == ranked[1]
+        else:
+            assert (t2, h2) == (-1, 0)
+
+
+def test_windows_cover_every_kmer_once_per_stride():
+    p = SketchParams(k=16, window=127, stride=112)
+    lengths = np.array([15, 16, 127, 128, 239, 240, 1000])
+    offsets = np.cumsum(lengths + 1) - lengths - 1
+    starts, stops, owner, index = windows_of(lengths, offsets, p)
+    for seq, (length, offset) in enumerate(zip(lengths, offsets)):
+        mine = [(s - offset, e - offset) for s, e, o in zip(starts, stops, owner) if o == seq]
+        if length < p.k:
+            assert mine == []
+            continue
+        assert mine[0][0] == 0 and mine[-1][1] == length
+        covered = set()
+        for s, e in mine:
+            assert e - s <= p.window
+            covered |= set(range(s, e - p.k + 1))
+        assert covered == set(range(length - p.k + 1))  # every k-mer is in some window
+    assert index.tolist() == [i for o in range(lengths.size)
+                              for i in range((owner == o).sum())]
+
+
+@pytest.mark.parametrize("bad,message", [
+    (dict(k=17), "k=17 must be from 1 to 16"),
+    (dict(k=0), "k=0 must be a positive integer"),
+    (dict(window=10), "window=10 must be at least k=16"),
+    (dict(stride=113), "stride=113 must be at most window - k \\+ 1 = 112"),
+    (dict(sketch_size=True), "sketch_size=True must be a positive integer"),
+])
+def test_bad_sketch_params(bad, message):
+    with pytest.raises(ValueError, match=message):
+        SketchParams(**bad).check()
+
+
+# ------------------------------------------------------------------ taxonomy
+
+
+def test_taxonomy_tree_lca_and_dmp(tmp_path):
+    tsv = tmp_path / "taxonomy.tsv"
+    tsv.write_text("file\tspecies_taxid\tspecies\tstrain\textra\n"
+                   "a.fa\t100\tAlpha\ta1\tx\nb.fa\t200\tBeta\tb1\tx\nc.fa\t100\tAlpha\ta2\tx\n")
+    t = Taxonomy.from_tsv(tsv)
+    assert t.taxids.tolist() == [1, 100, 100001, 200, 200001, 100002]
+    assert [r.path for r in t.references] == [tmp_path / f for f in ("a.fa", "b.fa", "c.fa")]
+    a1, b1, a2 = (r.taxon for r in t.references)
+    assert t.name_of(t.lca(a1, a2)) == "Alpha" and t.lca(a1, b1) == 0 and t.lca(a1, a1) == a1
+    assert t.ancestor_at([a1, b1, 1, 0], "species").tolist() == [1, 3, 1, -1]
+    t.to_dmp(tmp_path / "dmp")
+    nodes = [line.split("\t|\t") for line in (tmp_path / "dmp/nodes.dmp").read_text().splitlines()]
+    assert [(n[0], n[1], n[2]) for n in nodes][:3] == [("1", "1", "no rank"),
+                                                       ("100", "1", "species"),
+                                                       ("100001", "100", "strain")]
+    back = Taxonomy.from_json(t.to_json())
+    assert back.taxids.tolist() == t.taxids.tolist() and back.names == t.names
+
+
+@pytest.mark.parametrize("body,message", [
+    ("file\tspecies\tstrain\na.fa\tAlpha\ta1\n", "lacks the column\\(s\\) species_taxid"),
+    ("file\tspecies_taxid\tspecies\tstrain\na.fa\tten\tAlpha\ta1\n", "is not an integer"),
+    ("file\tspecies_taxid\tspecies\tstrain\na.fa\t100\tAlpha\ta1\nb.fa\t100\tBeta\tb1\n",
+     "species_taxid 100 is 'Alpha' above, 'Beta' here"),
+    ("file\tspecies_taxid\tspecies\tstrain\n", "lists no reference file"),
+])
+def test_bad_taxonomies(tmp_path, body, message):
+    (tmp_path / "t.tsv").write_text(body)
+    with pytest.raises(ValueError, match=message):
+        Taxonomy.from_tsv(tmp_path / "t.tsv")
+
+
+# ------------------------------------------------------------------ the classifier
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory):
+    """Four strains of three species: alpha (two strains, 3% apart), beta, and lambda."""
+    folder = tmp_path_factory.mktemp("refs")
+    rng = np.random.default_rng(42)
+    alpha = random_genome(rng, 60_000)
+    genomes = {"alpha1.fa.gz": [alpha[:35_000], alpha[35_000:]],  # two records
+               "alpha2.fa.gz": [mutate(rng, alpha, 0.03)],
+               "beta.fa.gz": [random_genome(rng, 50_000)]}
+    for name, records in genomes.items():
+        with gzip.open(folder / name, "wt") as f:
+            for i, seq in enumerate(records):
+                f.write(f">{name}.{i} test\n" + "\n".join(
+                    seq[j:j + 70] for j in range(0, len(seq), 70)) + "\n")
+    lam = folder / "lambda.fa.gz"
+    lam.write_bytes(example_path("lambda_virus.fa.gz").read_bytes())
+    (folder / "taxonomy.tsv").write_text(
+        "file\tspecies_taxid\tspecies\tstrain\n"
+        "alpha1.fa.gz\t100\tAlpha\talpha one\nalpha2.fa.gz\t100\tAlpha\talpha two\n"
+        "beta.fa.gz\t200\tBeta\tbeta\nlambda.fa.gz\t700\tLambda\tlambda\n")
+    lambda_genome = "".join(s for _, s, _ in read_records(lam))
+    genomes = {k: "".join(v) for k, v in genomes.items()} | {"lambda.fa.gz": lambda_genome}
+    return folder, genomes
+
+
+def species_of(result: bulkhash.genomics.Classification) -> list[int]:
+    t = result.taxonomy
+    rows = t.ancestor_at(np.maximum(result.taxa, 0), "species")
+    return [int(t.taxids[r]) if taxon >= 0 and r >= 0 else 0
+            for r, taxon in zip(rows, result.taxa)]
+
+
+def test_reads_of_known_origin_are_classified_to_their_species(references):
+    folder, genomes = references
+    taxonomy = Taxonomy.from_tsv(folder / "taxonomy.tsv")
+    held_out = folder / "alpha2.fa.gz"
+    rc = ReadClassifier.build(taxonomy, [r.path for r in taxonomy.references
+                                         if r.path != held_out])
+    assert len(rc.target_names) == 4  # alpha1's two records, beta, lambda
+    rng = np.random.default_rng(1)
+    # (the held-out strain differs from the indexed one at ~2.3% of bases: a 16-mer survives
+    # with probability ~0.69, so fewer of its reads reach 5 hits)
+    cases = [("alpha1.fa.gz", 100, 0.9), ("alpha2.fa.gz", 100, 0.8), ("beta.fa.gz", 200, 0.9),
+             ("lambda.fa.gz", 700, 0.9)]
+    for name, species, share in cases:
+        reads = reads_from(rng, genomes[name], 300)
+        result = rc.classify([f"{name}.{i}" for i in range(len(reads))], reads)
+        got = collections.Counter(species_of(result))
+        assert got[species] >= share * len(reads), (name, got)
+        assert sum(n for s, n in got.items() if s not in (0, species)) <= 3, (name, got)
+    noise = [random_genome(rng, 100) for _ in range(300)]
+    assert rc.classify([str(i) for i in range(300)], noise).fraction_classified() <= 0.01
+
+
+def test_strains_resolve_and_close_calls_go_to_the_lca(references):
+    folder, genomes = references
+    taxonomy = Taxonomy.from_tsv(folder / "taxonomy.tsv")
+    rc = ReadClassifier.build(taxonomy)
+    rng = np.random.default_rng(2)
+    reads = reads_from(rng, genomes["alpha1.fa.gz"], 300, error=0.0)
+    result = rc.classify([str(i) for i in range(300)], reads)
+    alpha1_row = taxonomy.references[0].taxon
+    ranks = collections.Counter(taxonomy.rank_of(r) for r in result.taxa if r >= 0)
+    assert set(result.taxa.tolist()) <= {alpha1_row, taxonomy.row_of(100)}
+    assert ranks["strain"] >= 100 and ranks["species"] >= 1  # 3% apart: some reads tie
+    strict = ReadClassifier.build(taxonomy, diff_fraction=0.0)  # every runner-up counts
+    assert (strict.classify([str(i) for i in range(300)], reads).taxa ==
+            taxonomy.row_of(100)).mean() > (result.taxa == taxonomy.row_of(100)).mean()
+
+
+def test_report_and_tsv_agree_with_the_per_read_results(references, tmp_path):
+    folder, genomes = references
+    taxonomy = Taxonomy.from_tsv(folder / "taxonomy.tsv")
+    rc = ReadClassifier.build(taxonomy)
+    rng = np.random.default_rng(3)
+    reads = (reads_from(rng, genomes["beta.fa.gz"], 50) + reads_from(rng, genomes[
+        "lambda.fa.gz"], 30) + [random_genome(rng, 100) for _ in range(20)])
+    ids = [f"r{i}" for i in range(len(reads))]
+    result = rc.classify(ids, reads)
+    result.write_tsv(tmp_path / "out.tsv")
+    rows = [line.split("\t") for line in (tmp_path / "out.tsv").read_text().splitlines()[1:]]
+    assert [r[0] for r in rows] == ids
+    assert [int(r[1]) for r in rows] == result.taxids().tolist()
+    direct = collections.Counter(int(r[1]) for r in rows)
+    result.write_report(tmp_path / "out.report")
+    report = [line.split("\t") for line in (tmp_path / "out.report").read_text().splitlines()]
+    by_taxid = {int(r[4]): r for r in report}
+    assert int(by_taxid[0][1]) == direct[0]  # unclassified
+    for taxid, fields in by_taxid.items():
+        if taxid:
+            assert int(fields[2]) == direct[taxid]
+            clade = sum(n for t, n in direct.items() if t and (
+                t == taxid or taxid == 1 or t // 1000 == taxid))
+            assert int(fields[1]) == clade
+            assert float(fields[0]) == pytest.approx(100 * clade / len(reads), abs=0.006)
+    assert by_taxid[200][3] == "S" and by_taxid[1][3] == "R" and by_taxid[200001][3] == "S1"
+    assert by_taxid[200001][5] == "    beta"  # indented two spaces a level
+
+
+def test_save_load_and_the_commands(references, tmp_path, capsys):
+    folder, genomes = references
+    index = tmp_path / "index.bhc"
+    assert main(["classify", "build", "--taxonomy", str(folder / "taxonomy.tsv"),
+                 "-o", str(index)]) == 0
+    assert "indexed 5 sequences of 4 strains" in capsys.readouterr().out
+    rc = bulkhash.load(index)
+    assert isinstance(rc, ReadClassifier) and len(rc.target_names) == 5
+    rng = np.random.default_rng(4)
+    reads = reads_from(rng, genomes["beta.fa.gz"], 40)
+    fastq = tmp_path / "reads.fq"
+    fastq.write_text("".join(f"@q{i} x\n{r}\n+\n{'I' * len(r)}\n" for i, r in enumerate(reads)))
+    fresh = ReadClassifier.build(Taxonomy.from_tsv(folder / "taxonomy.tsv"))
+    expected = fresh.classify_files([fastq])
+    np.testing.assert_array_equal(rc.classify_files([fastq]).taxa, expected.taxa)
+    assert main(["classify", "query", str(index), str(fastq), "-o", str(tmp_path / "q")]) == 0
+    assert "40 reads" in capsys.readouterr().out
+    lines = (tmp_path / "q.tsv").read_text().splitlines()[1:]
+    assert [int(line.split("\t")[1]) for line in lines] == expected.taxids().tolist()
+    assert (tmp_path / "q.report").read_text().startswith("100.00\t40\t0\tR\t1\troot")
+
+
+def test_the_commands_refuse_bad_input(references, tmp_path, capsys):
+    folder, _ = references
+    kmers = tmp_path / "k.bhk"
+    bulkhash.genomics.count_kmers(example_path(), 5).save(kmers)
+    cases = [
+        (["classify", "query", str(kmers), str(example_path())], "holds a KmerCounts, not a "
+         "classifier index"),
+        (["classify", "query", str(tmp_path / "none.bhc"), str(example_path())], "none.bhc"),
+        (["classify", "build", "--taxonomy", str(tmp_path / "no.tsv"), "-o", "x"],
+         "no.tsv: no such file"),
+        (["classify", "build", "--taxonomy", str(folder / "taxonomy.tsv"), str(kmers), "-o",
+          str(tmp_path / "x")], "are not in the taxonomy"),
+    ]
+    for args, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            main(args)
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+    index = tmp_path / "i.bhc"
+    main(["classify", "build", "--taxonomy", str(folder / "taxonomy.tsv"), "-o", str(index)])
+    with pytest.raises(SystemExit):
+        main(["classify", "query", str(index), str(example_path()), "--hits-min", "0"])
+    assert "hits_min=0 must be a positive integer" in capsys.readouterr().err
+
+
+def test_classify_checks_its_arguments(references):
+    folder, _ = references
+    taxonomy = Taxonomy.from_tsv(folder / "taxonomy.tsv")
+    with pytest.raises(TypeError, match="taxonomy must be a Taxonomy"):
+        ReadClassifier("taxonomy.tsv")
+    with pytest.raises(ValueError, match="diff_fraction=2 must be a number from 0 to 1"):
+        ReadClassifier(taxonomy, diff_fraction=2)
+    rc = ReadClassifier(taxonomy)
+    with pytest.raises(ValueError, match="give one id per read"):
+        rc.classify(["a"], [])
+    empty = rc.classify([], [])
+    assert len(empty) == 0 and empty.fraction_classified() == 0.0
+    short = rc.classify(["s"], ["ACGT"])  # shorter than k: no window, unclassified
+    assert short.taxa.tolist() == [-1]
