@@ -325,7 +325,7 @@ class ValuedTable(KeyedTable):
     def items(self) -> tuple[np.ndarray, np.ndarray]:
         """``(keys, values)`` of every entry, in table order."""
         with self._table.lock.reading():
-            key_words, value_words = self._table.items()
+            key_words, value_words = self._table.items(value_bytes=self._value_codec.nbytes)
         return (self._table_out(_dtypes.words_to_keys(key_words, self._key_dtype)),
                 self._table_out(self._value_codec.from_words(value_words)))
 

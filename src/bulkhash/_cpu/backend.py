@@ -115,10 +115,12 @@ class CpuBackend:
                      numba.get_num_threads())
         return values, found
 
-    def collect(self, t, want_values: bool):
+    def collect(self, t, want_values: bool, value_bytes: int | None = None):
         n = len(t)
         keys = np.empty(n, t.word)
-        values = np.empty(n if want_values and t.words_per_slot > 1 else 0, t.word)
+        narrow = value_bytes is not None and value_bytes < t.word.itemsize
+        values = np.empty(n if want_values and t.words_per_slot > 1 else 0,
+                          np.dtype(f"u{value_bytes}") if narrow else t.word)
         with kernel_gate():
             K.collect(t.slots, t.n_buckets, t.bucket_size, t.tomb, t.state, keys, values,
                       numba.get_num_threads())

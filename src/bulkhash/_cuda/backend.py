@@ -205,8 +205,9 @@ class CudaBackend:
                                               t.word.type(default_word), values, found)
         return values, found
 
-    def collect(self, t, want_values: bool):
-        """Every key word (and value word) in slot order, the reserved keys last."""
+    def collect(self, t, want_values: bool, value_bytes: int | None = None):
+        """Every key word (and value word) in slot order, the reserved keys last (always whole
+        words: ``value_bytes`` is a CPU saving)."""
         flat, wps, G, n_windows, seed, tomb = self._geometry(t)
         n_slots = n_windows * G
         runs = -(-n_slots // K.RUN)
