@@ -213,8 +213,15 @@ class KmerCounts:
 
     def histogram(self) -> tuple[np.ndarray, np.ndarray]:
         """``(counts, num_kmers)``: for each count that occurs, how many k-mers have it."""
-        values, num = np.unique(self.items()[1], return_counts=True)
-        return values, num.astype(np.int64)
+        counts = self.items()[1]
+        top = int(counts.max()) if counts.size else 0
+        if top > max(1 << 20, counts.size):  # a tally would be mostly empty: sort instead
+            values, num = np.unique(counts, return_counts=True)
+            return values, num.astype(np.int64)
+        # one counting pass, where np.unique sorts a copy (0.24 s for 21M counts, cold)
+        num = np.bincount(counts, minlength=top + 1)
+        values = np.flatnonzero(num)
+        return values.astype(counts.dtype), num[values].astype(np.int64)
 
     # ------------------------------------------------------------------ outputs
     def write_tsv(self, path, min_count: int = 1, separator: str = "\t") -> int:
