@@ -267,9 +267,13 @@ class ReadClassifier:
         starts, stops, owner, _ = windows_of(lengths, offsets, p)
         features, counts = SK.sketch_windows(text, starts, stops, p.k, BASE_CODES, p.sketch_size)
         valid = np.arange(p.sketch_size) < counts[:, None]
-        unique = np.unique(features[valid])
-        csr_offsets, csr_values = self.index.get(unique)
-        slot_of_window = np.searchsorted(unique, features).astype(np.int64)
+        # every feature looked up as it comes, repeats included: cheaper than finding the
+        # distinct ones first (classifying 300k reads took 0.95-1.0 s that way, 0.54 s this
+        # way; a feature seen twice has its locations copied twice)
+        flat = features[valid]  # row by row, so window w's features are consecutive
+        csr_offsets, csr_values = self.index.get(flat)
+        slot_of_window = np.zeros(features.shape, np.int64)
+        slot_of_window[valid] = np.arange(flat.size)
         read_windows = np.searchsorted(owner, np.arange(len(sequences) + 1)).astype(np.int64)
         t = self.taxonomy
         target_taxon = np.asarray(self.target_taxa, np.int64)
