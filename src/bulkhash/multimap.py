@@ -207,8 +207,9 @@ class MultiValueTable(TableBase):
     # ------------------------------------------------------------------ persistence
     def _save_state(self):
         """(params, meta, data): ``data`` holds the distinct keys, their value counts (int64)
-        and every value grouped by key in insertion order, as bytes; loading inserts them again,
-        so a table saved on one device loads on the other."""
+        and every value grouped by key in insertion order, back to back (``save`` writes the
+        three parts without joining them first); loading inserts them again, so a table saved
+        on one device loads on the other."""
         t = self._table
         with t.lock.reading():
             key_words = t.unique_keys()
@@ -216,9 +217,8 @@ class MultiValueTable(TableBase):
         keys = np.ascontiguousarray(self._host(_dtypes.words_to_keys(key_words, self._key_dtype)))
         counts = np.diff(self._host(offsets)).astype(np.int64)
         values = np.ascontiguousarray(self._host(self._user_values(value_words)))
-        data = np.concatenate([keys.view(np.uint8), counts.view(np.uint8),
-                               values.view(np.uint8)])
-        return self._params(), dict(num_keys=int(keys.size), pairs=int(values.size)), data
+        meta = dict(num_keys=int(keys.size), pairs=int(values.size))
+        return self._params(), meta, (keys, counts, values)
 
     @classmethod
     def _load_state(cls, params: dict, meta: dict, data: np.ndarray, *, device=None):
