@@ -119,8 +119,11 @@ class KmerCounts:
     # ------------------------------------------------------------------ counting
     def add(self, sequence) -> None:
         """Count the k-mers of ``sequence`` (str, bytes or uint8 letters)."""
-        self._add_codes(KK.extract_kmers(_as_text(sequence), self._k, self._mask,
-                                         self._canonical, KK.BASE_CODES))
+        self._add_codes(self._encode(_as_text(sequence)))
+
+    def _encode(self, text: np.ndarray) -> np.ndarray:
+        """The codes (canonical when ``canonical``) of the k-mers of ``text`` (uint8 letters)."""
+        return KK.extract_kmers(text, self._k, self._mask, self._canonical, KK.BASE_CODES)
 
     def _add_codes(self, codes: np.ndarray) -> None:
         self._items = None
@@ -143,8 +146,7 @@ class KmerCounts:
         done = 0
         for path, size in zip(paths, sizes):
             for block, read in read_blocks(path, BLOCK_BASES):
-                codes = KK.extract_kmers(block, self._k, self._mask, self._canonical,
-                                         KK.BASE_CODES)
+                codes = self._encode(block)
                 if done == 0 and read < expected:
                     self._reserve_for_input(codes, read / expected)
                 self._add_codes(codes)
@@ -173,8 +175,7 @@ class KmerCounts:
             bad = next((w for w in words if not isinstance(w, str) or len(w) != self._k), None)
             if bad is not None:
                 raise ValueError(f"kmers: {bad!r} is not a string of k={self._k} letters")
-            codes = KK.extract_kmers(_as_text("\n".join(words)), self._k, self._mask,
-                                     self._canonical, KK.BASE_CODES)
+            codes = self._encode(_as_text("\n".join(words)))
             if codes.size != len(words):
                 raise ValueError("kmers: every k-mer must be made of A, C, G, T only")
             return codes
