@@ -186,6 +186,52 @@ def test_from_items_adds_equal_codes_and_checks_shapes():
         KmerCounts.from_items(2, False, [1, 2], [1])
 
 
+def test_freeze_keeps_every_output_and_refuses_the_table_operations(tmp_path):
+    rng = np.random.default_rng(5)
+    text = random_text(rng, 20_000) + "ACGT" * 500
+    ref = collections.Counter(reference_kmers(text, 7, True))
+    kc = KmerCounts(7, canonical=True)
+    kc.add(text)
+    before = kc.histogram()
+    kc.freeze()
+    assert kc.frozen and kc.counter is None
+    assert dict(zip(*(a.tolist() for a in kc.items()))) == ref
+    assert len(kc) == len(ref) and kc.total() == sum(ref.values())
+    assert all(np.array_equal(x, y) for x, y in zip(kc.histogram(), before))
+    kc.save(tmp_path / "frozen.bhk")
+    assert dict(zip(*(a.tolist() for a in bulkhash.load(tmp_path / "frozen.bhk").items()))) == ref
+    for refused in (lambda: kc.add("ACGTACGT"), lambda: kc.get(["ACGTACG"]),
+                    lambda: kc.add_files([example_path()])):
+        with pytest.raises(ValueError, match="frozen"):
+            refused()
+    kc.freeze()  # a second freeze changes nothing
+    assert len(kc) == len(ref)
+
+
+def test_filtered_keeps_the_frequent_kmers_without_a_table(tmp_path):
+    path = example_path("SRR059298_2000.fastq.gz")
+    kc = count_kmers(path, 9)
+    ref = reference_counts([path], 9, False)
+    for min_count in (1, 2, 5):
+        kept = kc.filtered(min_count)
+        want = {code: n for code, n in ref.items() if n >= min_count}
+        assert kept.frozen and not kc.frozen and (kept.k, kept.canonical) == (9, False)
+        assert dict(zip(*(a.tolist() for a in kept.items()))) == want
+        assert len(kept) == len(want) and kept.total() == sum(want.values())
+    kept.save(tmp_path / "kept.bhk")
+    back = bulkhash.load(tmp_path / "kept.bhk")
+    assert dict(zip(*(a.tolist() for a in back.items()))) == want
+    assert back.counter.count_dtype == np.uint32
+    with pytest.raises(TypeError, match="min_count=2.5 must be an integer"):
+        kc.filtered(2.5)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "uint32", "uint64"])
+def test_tally_matches_bincount(dtype):
+    values = np.random.default_rng(3).integers(0, 200, 10_000).astype(dtype)
+    assert np.array_equal(KK.tally(values, 250), np.bincount(values, minlength=251))
+
+
 def test_canonical_must_be_a_bool():
     with pytest.raises(TypeError, match="canonical='yes' must be True or False"):
         KmerCounts(3, canonical="yes")

@@ -115,6 +115,16 @@ def spell_kmers(kmers, k, letters):
 
 
 @njit(cache=True, nogil=True)
+def tally(values, top):
+    """``out[v]`` = how many of ``values`` (non-negative integers, none above ``top``) equal
+    ``v``: ``np.bincount`` without its conversion of the input to int64."""
+    out = np.zeros(top + 1, np.int64)
+    for v in values:
+        out[v] += 1
+    return out
+
+
+@njit(cache=True, nogil=True)
 def _decimal_digits(x):
     n = 1
     while x >= 10:

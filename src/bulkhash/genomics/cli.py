@@ -92,14 +92,13 @@ def run_count(args: argparse.Namespace, error) -> int:
         error(str(err))
     close()
     counted = time.perf_counter() - started
+    # only outputs are left to write: free the table first, so that they reuse its memory
+    counts.freeze()
     written = []
     if not args.no_tsv:
         counts.write_tsv(outputs["tsv"], args.min_count)
         written.append(outputs["tsv"])
-    kept = counts
-    if args.min_count > 1:
-        kept = type(counts).from_items(k, args.canonical, *counts.items(args.min_count),
-                                       count_dtype=args.count_dtype)
+    kept = counts.filtered(args.min_count) if args.min_count > 1 else counts
     kept.save(outputs["binary"])
     counts.write_histo(outputs["histo"])
     written += [outputs["binary"], outputs["histo"]]
