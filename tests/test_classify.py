@@ -263,7 +263,11 @@ def test_report_and_tsv_agree_with_the_per_read_results(references, tmp_path):
     result = rc.classify(ids, reads)
     result.write_tsv(tmp_path / "out.tsv")
     rows = [line.split("\t") for line in (tmp_path / "out.tsv").read_text().splitlines()[1:]]
-    assert [r[0] for r in rows] == ids
+    expected = [[read_id, "0", "unclassified", str(hits), "-"] if row < 0 else
+                [read_id, str(taxonomy.taxids[row]), taxonomy.rank_of(row), str(hits),
+                 taxonomy.names[row]]
+                for read_id, row, hits in zip(ids, result.taxa.tolist(), result.hits.tolist())]
+    assert rows == expected
     assert [int(r[1]) for r in rows] == result.taxids().tolist()
     direct = collections.Counter(int(r[1]) for r in rows)
     result.write_report(tmp_path / "out.report")
@@ -348,3 +352,17 @@ def test_classify_checks_its_arguments(references):
     assert len(empty) == 0 and empty.fraction_classified() == 0.0
     short = rc.classify(["s"], ["ACGT"])  # shorter than k: no window, unclassified
     assert short.taxa.tolist() == [-1]
+    for bad in (["a\tb"], ["a", "b\nc"], [7]):
+        with pytest.raises(ValueError, match="is not a string without tabs and newlines"):
+            rc.classify(bad, ["ACGT"] * len(bad))
+
+
+def test_the_tsv_holds_any_id_and_no_read(references, tmp_path):
+    folder, _ = references
+    rc = ReadClassifier(Taxonomy.from_tsv(folder / "taxonomy.tsv"))
+    ids = ["", "read \u00e9 1", "x" * 300]  # empty, non-ASCII (two bytes in UTF-8), long
+    rc.classify(ids, ["ACGT", "ACGT", "ACGT"]).write_tsv(tmp_path / "odd.tsv")
+    lines = (tmp_path / "odd.tsv").read_text(encoding="utf-8").split("\n")
+    assert lines[1:] == [f"{i}\t0\tunclassified\t0\t-" for i in ids] + [""]
+    rc.classify([], []).write_tsv(tmp_path / "none.tsv")
+    assert (tmp_path / "none.tsv").read_text() == "#read_id\ttaxid\trank\thits\tname\n"

@@ -32,6 +32,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ._text_kernels import decimal_digits, write_decimal
+
 #: byte -> base code (0-3), or INVALID for anything that is not A, C, G, T in either case.
 INVALID = np.uint8(4)
 BASE_CODES = np.full(256, INVALID, np.uint8)
@@ -124,15 +126,6 @@ def tally(values, top):
     return out
 
 
-@njit(cache=True, nogil=True)
-def _decimal_digits(x):
-    n = 1
-    while x >= 10:
-        x //= 10
-        n += 1
-    return n
-
-
 @njit(parallel=True, cache=True, nogil=True)
 def format_lines(kmers, counts, k, letters, separator):
     """The text ``"<k-mer><separator><count>\\n"`` of every pair, as one uint8 array."""
@@ -140,22 +133,14 @@ def format_lines(kmers, counts, k, letters, separator):
     ends = np.empty(n + 1, np.int64)
     ends[0] = 0
     for i in prange(n):
-        ends[i + 1] = k + 2 + _decimal_digits(np.uint64(counts[i]))
+        ends[i + 1] = k + 2 + decimal_digits(counts[i])
     ends = np.cumsum(ends)
     text = np.empty(ends[-1], np.uint8)
-    ten = np.uint64(10)
     for i in prange(n):
         at = ends[i]
         _spell(kmers[i], k, letters, text, at)
         text[at + k] = separator
-        count = np.uint64(counts[i])
-        digit = ends[i + 1] - 2
-        while True:  # digits right to left
-            text[digit] = np.uint8(ord("0")) + np.uint8(count % ten)
-            count //= ten
-            digit -= 1
-            if count == 0:
-                break
+        write_decimal(counts[i], text, ends[i + 1] - 1)
         text[ends[i + 1] - 1] = np.uint8(ord("\n"))
     return text
 

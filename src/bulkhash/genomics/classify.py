@@ -24,6 +24,7 @@ import numpy as np
 
 from ..multimap import MultiMap
 from . import _sketch_kernels as SK
+from . import _text_kernels as TK
 from ._kmer_kernels import BASE_CODES
 from .sequences import check_paths, joined, read_records
 from .taxonomy import REPORT_CODES, Taxonomy
@@ -120,16 +121,21 @@ class Classification:
 
     def write_tsv(self, path) -> None:
         """``read_id, taxid, rank, hits, name`` per read (taxid 0 and rank ``unclassified``
-        where the read is not classified)."""
+        where the read is not classified).
+
+        Written by a kernel (``_text_kernels.format_labelled_numbers``): a line per read from
+        Python took 0.3 s for 300k reads, as long as classifying them."""
         t = self.taxonomy
-        with open(path, "w") as out:
-            out.write("#read_id\ttaxid\trank\thits\tname\n")
-            for read_id, row, hits in zip(self.read_ids, self.taxa.tolist(), self.hits.tolist()):
-                if row < 0:
-                    out.write(f"{read_id}\t0\tunclassified\t{hits}\t-\n")
-                else:
-                    out.write(f"{read_id}\t{t.taxids[row]}\t{t.rank_of(row)}\t{hits}\t"
-                              f"{t.names[row]}\n")
+        heads = [b"\t0\tunclassified\t"] + [f"\t{taxid}\t{t.rank_of(row)}\t".encode()
+                                            for row, taxid in enumerate(t.taxids.tolist())]
+        tails = [b"\t-\n"] + [f"\t{name}\n".encode() for name in t.names]
+        names = TK.split_lines("\n".join(self.read_ids).encode(), len(self.read_ids))
+        lines = TK.format_labelled_numbers(*names, (self.taxa + 1).astype(np.int64),
+                                           *TK.packed(heads), self.hits.astype(np.uint64),
+                                           *TK.packed(tails))
+        with open(path, "wb") as out:
+            out.write(b"#read_id\ttaxid\trank\thits\tname\n")
+            out.write(lines.data)
 
     def report_lines(self) -> list[str]:
         """The per-taxon abundance report, in the layout of ``kraken2 --report``: percent of
@@ -254,6 +260,7 @@ class ReadClassifier:
         if len(read_ids) != len(sequences):
             raise ValueError(f"read_ids has {len(read_ids)} entries, sequences "
                              f"{len(sequences)}: give one id per read")
+        check_read_ids(read_ids)
         taxa, hits = [], []
         for start in range(0, len(sequences), READ_BATCH):
             t, h = self._classify_batch(sequences[start:start + READ_BATCH])
@@ -324,6 +331,20 @@ class ReadClassifier:
         rc.target_lengths = meta["target_lengths"]
         rc.locations_refused = meta["locations_refused"]
         return rc
+
+
+def check_read_ids(read_ids) -> None:
+    """Every id a string without tabs or newlines (a line of the per-read TSV each); checked on
+    the joined text, with the offending id found only when there is one."""
+    ids = list(read_ids)
+    try:
+        text = "\n".join(ids)
+    except TypeError:  # an id that is not a string: found below
+        text = "\t"
+    if "\t" in text or text.count("\n") != max(len(ids) - 1, 0):
+        bad = next(i for i in ids if not isinstance(i, str) or "\n" in i or "\t" in i)
+        raise ValueError(f"read_ids: {bad!r} is not a string without tabs and newlines (each "
+                         "id is a field of the per-read TSV)")
 
 
 def check_thresholds(hits_min, diff_fraction) -> tuple[int, float]:
