@@ -252,6 +252,47 @@ def test_strains_resolve_and_close_calls_go_to_the_lca(references):
             taxonomy.row_of(100)).mean() > (result.taxa == taxonomy.row_of(100)).mean()
 
 
+def reference_classification(rc: ReadClassifier, read: str) -> tuple[int, int]:
+    """(taxon row or -1, best hits) of one read, from MetaCache's rule written out in Python:
+    the read's window sketches (``reference_sketch``), their locations from the public
+    ``MultiMap.get``, the best range of each target counted window by window, and the top two."""
+    p = rc.params
+    features = []
+    starts, stops, _, _ = windows_of(np.array([len(read)]), np.array([0]), p)
+    for start, stop in zip(starts.tolist(), stops.tolist()):
+        features += reference_sketch(read[start:stop], p.k, p.sketch_size)
+    if not features:
+        return -1, 0
+    _, locations = rc.index.get(np.array(features, np.uint32))
+    best = reference_best_hits(locations.tolist(), 2 + len(read) // p.stride)
+    if not best:
+        return -1, 0
+    ranked = sorted(best.items(), key=lambda item: -item[1])
+    (t1, h1), (t2, h2) = ranked[0], (ranked[1] if len(ranked) > 1 else (-1, 0))
+    if h1 < rc.hits_min:
+        return -1, h1
+    taxon = rc.target_taxa[t1]
+    threshold = (h1 - rc.hits_min) * rc.diff_fraction if h1 > rc.hits_min else 0.0
+    if t2 >= 0 and h2 > threshold:
+        taxon = rc.taxonomy.lca(taxon, rc.target_taxa[t2])
+    return taxon, h1
+
+
+def test_queries_match_a_python_scoring_of_the_same_index(references):
+    folder, genomes = references
+    taxonomy = Taxonomy.from_tsv(folder / "taxonomy.tsv")
+    rc = ReadClassifier.build(taxonomy)
+    rng = np.random.default_rng(4)
+    reads = (reads_from(rng, genomes["alpha1.fa.gz"], 40) + reads_from(rng, genomes[
+        "alpha2.fa.gz"], 40, length=300) + reads_from(rng, genomes["lambda.fa.gz"], 40, 150)
+        + [random_genome(rng, 90) for _ in range(10)] + ["ACGTN" * 30, "ACG"])
+    result = rc.classify([str(i) for i in range(len(reads))], reads)
+    expected = [reference_classification(rc, read) for read in reads]
+    assert result.hits.tolist() == [h for _, h in expected]
+    assert result.taxa.tolist() == [t for t, _ in expected]
+    assert (result.taxa >= 0).sum() >= 100
+
+
 def test_report_and_tsv_agree_with_the_per_read_results(references, tmp_path):
     folder, genomes = references
     taxonomy = Taxonomy.from_tsv(folder / "taxonomy.tsv")

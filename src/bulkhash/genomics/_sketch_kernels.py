@@ -25,6 +25,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .._cpu import kernels as K
+from .._cpu import multi as M
+from .._cpu.intrinsics import prefetch
 from ..hashing import fmix64
 from ._kmer_kernels import INVALID
 from .taxonomy import lowest_common_ancestor
@@ -89,6 +92,23 @@ def sketch_windows(seq, starts, stops, k, codes, size):
     return features, counts
 
 
+@njit(inline="always", cache=True, nogil=True)
+def _sort_small(values):
+    """Sort in place: insertion sort for the few dozen locations a short read gathers (a call
+    of NumPy's sort costs more than sorting them), ``ndarray.sort`` beyond that."""
+    n = values.size
+    if n > 64:
+        values.sort()
+        return
+    for i in range(1, n):
+        v = values[i]
+        j = i
+        while j > 0 and values[j - 1] > v:
+            values[j] = values[j - 1]
+            j -= 1
+        values[j] = v
+
+
 @njit(cache=True, nogil=True)
 def _best_two_targets(locations, span):
     """Sorted locations -> ``(target1, hits1, target2, hits2)``: the two targets (distinct) with
@@ -121,44 +141,84 @@ def _best_two_targets(locations, span):
     return t1, h1, t2, h2
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def classify_reads(read_windows, read_lengths, slot_of_window, counts, csr_offsets, csr_values,
-                   target_taxon, parents, ranks, stride, insert_max, hits_min, diff_fraction,
-                   nthreads):
-    """Per read: ``(taxon row or -1, hits of the best target)``.
+@njit(inline="always", cache=True, nogil=True)
+def _window_count(length, k, window, stride):
+    """Windows of a sequence of ``length`` bases: ``1 + ceil((length - window) / stride)``, one
+    if it is shorter than a window, none if shorter than k (``classify.windows_of``)."""
+    if length < k:
+        return 0
+    extra = max(length - window, 0)
+    return 1 + (extra + stride - 1) // stride
 
-    ``read_windows[r]:read_windows[r+1]`` are read r's windows; ``slot_of_window[w, j]`` is the
-    row in the CSR lookup result (``csr_offsets``/``csr_values``) of window w's j-th feature,
-    for ``j < counts[w]``."""
-    n_reads = read_lengths.size
+
+@njit(inline="always", cache=True, nogil=True)
+def _count_locations(index, features, n, homes, counts):
+    """How many locations the ``n`` features have in all; each one's home bucket and count go to
+    ``homes`` and ``counts``.
+
+    The home buckets are prefetched first, all of them, and only then read: the probes of one
+    read are independent, so their cache misses overlap instead of following one another (the
+    lookups of 300k reads: 0.30 s without the prefetches, 0.20 s with them)."""
+    for j in range(n):
+        homes[j] = K.bucket_of(features[j], index.n_buckets, index.seed, index.tomb)
+        if homes[j] >= 0:
+            prefetch(index.slots, homes[j] * index.bucket_size * index.slots.shape[1])
+    total = 0
+    for j in range(n):
+        counts[j] = M.count_values(index.slots, index.n_buckets, index.bucket_size, index.tomb,
+                                   index.state, features[j], homes[j])
+        total += counts[j]
+    return total
+
+
+@njit(inline="always", cache=True, nogil=True)
+def _copy_locations(index, features, n, homes, counts, out):
+    """The locations of the ``n`` features, one after another, into ``out``."""
+    at = 0
+    for j in range(n):
+        M.copy_values(index.slots, index.n_buckets, index.bucket_size, index.tomb, index.state,
+                      index.side, features[j], homes[j], out, at, counts[j])
+        at += counts[j]
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def classify_reads(text, offsets, lengths, k, codes, sketch_size, window, stride, index,
+                   target_taxon, parents, ranks, hits_min, diff_fraction, nthreads):
+    """Per read ``text[offsets[r]:offsets[r] + lengths[r]]``: ``(taxon row or -1, hits of the
+    best target)``, looking its features up in ``index`` (a ``MultiMap`` ref).
+
+    One pass per read, all in compiled code: sketch its windows, gather their features'
+    locations straight from the table (no batch-wide arrays of features or of locations), sort
+    them, and score."""
+    n_reads = lengths.size
     taxon = np.full(n_reads, -1, np.int64)
     best_hits = np.zeros(n_reads, np.int64)
     chunks = min(n_reads, 4 * nthreads)
     for c in prange(chunks):
-        first = c * n_reads // chunks
-        last = (c + 1) * n_reads // chunks
-        buffer = np.empty(1024, np.uint64)
-        for r in range(first, last):
-            total = 0
-            for w in range(read_windows[r], read_windows[r + 1]):
-                for j in range(counts[w]):
-                    slot = slot_of_window[w, j]
-                    total += csr_offsets[slot + 1] - csr_offsets[slot]
+        features = np.empty(4 * sketch_size, np.uint32)
+        homes = np.empty(features.size, np.int64)
+        counts = np.empty(features.size, np.int64)
+        buffer = np.empty(4096, np.uint64)
+        for r in range(c * n_reads // chunks, (c + 1) * n_reads // chunks):
+            n_windows = _window_count(lengths[r], k, window, stride)
+            if n_windows * sketch_size > features.size:
+                features = np.empty(n_windows * sketch_size, np.uint32)
+                homes = np.empty(features.size, np.int64)
+                counts = np.empty(features.size, np.int64)
+            n = 0
+            for w in range(n_windows):
+                start = offsets[r] + w * stride
+                stop = min(start + window, offsets[r] + lengths[r])
+                n += _sketch_one(text, start, stop, k, codes, sketch_size, features[n:])
+            total = _count_locations(index, features, n, homes, counts)
             if total == 0:
                 continue
             if total > buffer.size:
                 buffer = np.empty(2 * total, np.uint64)
-            at = 0
-            for w in range(read_windows[r], read_windows[r + 1]):
-                for j in range(counts[w]):
-                    slot = slot_of_window[w, j]
-                    for v in range(csr_offsets[slot], csr_offsets[slot + 1]):
-                        buffer[at] = csr_values[v]
-                        at += 1
+            _copy_locations(index, features, n, homes, counts, buffer)
             locations = buffer[:total]
-            locations.sort()
-            span = 2 + max(read_lengths[r], insert_max) // stride
-            t1, h1, t2, h2 = _best_two_targets(locations, span)
+            _sort_small(locations)
+            t1, h1, t2, h2 = _best_two_targets(locations, 2 + lengths[r] // stride)
             best_hits[r] = h1
             if h1 < hits_min or t1 < 0:
                 continue
