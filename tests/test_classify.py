@@ -353,6 +353,16 @@ def test_save_load_and_the_commands(references, tmp_path, capsys):
     assert [int(line.split("\t")[1]) for line in lines] == expected.taxids().tolist()
     assert (tmp_path / "q.report").read_text().startswith("100.00\t40\t0\tR\t1\troot")
 
+    denser = tmp_path / "denser.bhc"
+    assert main(["classify", "build", "--taxonomy", str(folder / "taxonomy.tsv"), "-o",
+                 str(denser), "--sketch-size", "32", "--window", "100", "--stride", "80"]) == 0
+    rc32 = bulkhash.load(denser)
+    assert rc32.params == SketchParams(sketch_size=32, window=100, stride=80)
+    assert len(rc32.index) > 2 * len(rc.index)  # twice the features a window, more windows
+    want = ReadClassifier.build(Taxonomy.from_tsv(folder / "taxonomy.tsv"), params=rc32.params)
+    np.testing.assert_array_equal(rc32.classify_files([fastq]).taxa,
+                                  want.classify_files([fastq]).taxa)
+
 
 def test_the_commands_refuse_bad_input(references, tmp_path, capsys):
     folder, _ = references
@@ -366,6 +376,10 @@ def test_the_commands_refuse_bad_input(references, tmp_path, capsys):
          "no.tsv: no such file"),
         (["classify", "build", "--taxonomy", str(folder / "taxonomy.tsv"), str(kmers), "-o",
           str(tmp_path / "x")], "are not in the taxonomy"),
+        (["classify", "build", "--taxonomy", str(folder / "taxonomy.tsv"), "--stride", "120",
+          "-o", str(tmp_path / "x")], "stride=120 must be at most window - k + 1 = 112"),
+        (["classify", "build", "--taxonomy", str(folder / "taxonomy.tsv"), "--sketch-size",
+          "0", "-o", str(tmp_path / "x")], "sketch_size=0 must be a positive integer"),
     ]
     for args, message in cases:
         with pytest.raises(SystemExit) as exit_info:

@@ -26,7 +26,7 @@ from ..multimap import MultiMap
 from . import _sketch_kernels as SK
 from . import _text_kernels as TK
 from ._kmer_kernels import BASE_CODES
-from .sequences import check_paths, joined, read_records
+from .sequences import check_paths, dnaio_records, joined
 from .taxonomy import REPORT_CODES, Taxonomy
 
 #: reads classified per batch (one MultiMap lookup each)
@@ -92,9 +92,9 @@ def named_sequences(paths) -> tuple[list[str], list[str]]:
     first word of the record's name."""
     ids, sequences = [], []
     for path in paths:
-        for name, sequence, _ in read_records(Path(path)):
-            ids.append(name.split()[0])
-            sequences.append(sequence)
+        for record in dnaio_records(Path(path)):  # (a loop per read, but 0.3 us a read)
+            ids.append(record.id)
+            sequences.append(record.sequence)
     return ids, sequences
 
 
@@ -177,7 +177,7 @@ class Classification:
 class ReadClassifier:
     """A MetaCache-style classifier: reference windows' sketches in a ``MultiMap``.
 
-    >>> from bulkhash.genomics import ReadClassifier, Taxonomy, example_path
+    >>> from bulkhash.genomics import ReadClassifier, Taxonomy, example_path, read_records
     >>> tax = Taxonomy.from_rows([(example_path().name, 700, "Escherichia virus Lambda",
     ...                            "lambda")], example_path().parent)
     >>> rc = ReadClassifier.build(tax)

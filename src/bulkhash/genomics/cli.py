@@ -129,6 +129,18 @@ def add_classify_parsers(sub) -> None:
                        help="index only these reference files of the TSV (default: all)")
     build.add_argument("-o", "--output", required=True, metavar="INDEX",
                        help="where to write the index (bulkhash's file format)")
+    from .classify import SketchParams
+
+    defaults = SketchParams()
+    build.add_argument("--sketch-size", type=int, default=defaults.sketch_size, metavar="S",
+                       help=f"features per window (default {defaults.sketch_size}, MetaCache's): "
+                       "more find more reads of strains that differ from the references, in a "
+                       "larger index")
+    build.add_argument("--window", type=int, default=defaults.window, metavar="W",
+                       help=f"bases per window (default {defaults.window})")
+    build.add_argument("--stride", type=int, default=defaults.stride, metavar="N",
+                       help=f"bases from one window's start to the next (default "
+                       f"{defaults.stride}; at most W - 15, so that no 16-mer is lost)")
     query = commands.add_parser("query", help="classify reads against an index",
                                 description="Classify the reads of FASTA/FASTQ files. Writes "
                                 "PREFIX.tsv (read id, taxid, rank, hits, name per read) and "
@@ -148,13 +160,15 @@ def add_classify_parsers(sub) -> None:
 
 
 def run_build(args: argparse.Namespace, error) -> int:
-    from .classify import ReadClassifier
+    from .classify import ReadClassifier, SketchParams
     from .taxonomy import Taxonomy
 
     started = time.perf_counter()
     try:
+        params = SketchParams(sketch_size=args.sketch_size, window=args.window,
+                              stride=args.stride).check()
         taxonomy = Taxonomy.from_tsv(args.taxonomy)
-        index = ReadClassifier.build(taxonomy, args.files or None)
+        index = ReadClassifier.build(taxonomy, args.files or None, params=params)
     except (ValueError, ImportError) as err:
         error(str(err))
     index.save(args.output)

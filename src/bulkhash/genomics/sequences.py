@@ -104,17 +104,24 @@ def read_records(path: Path) -> Iterator[tuple[str, str, int]]:
     Raises ``SequenceFileError`` naming the file for input that is not FASTA/FASTQ, a truncated
     or corrupt compressed file, or a file without records.
     """
-    dnaio = _dnaio()
     text_bytes = 0  # a record's name, sequence, qualities and line ends (FASTA line breaks aside)
+    for record in dnaio_records(path):
+        quality = record.qualities
+        text_bytes += (len(record.name) + len(record.sequence) + 3
+                       + (len(quality) + 2 if quality is not None else 0))
+        yield record.name, record.sequence, text_bytes
+
+
+def dnaio_records(path: Path) -> Iterator:
+    """dnaio's records of ``path`` as they come (``.name``, ``.id``, ``.sequence``,
+    ``.qualities``), with the errors of ``read_records``."""
+    dnaio = _dnaio()
     records = 0
     try:
         with dnaio.open(path) as reader:
             for record in reader:
                 records += 1
-                quality = record.qualities
-                text_bytes += (len(record.name) + len(record.sequence) + 3
-                               + (len(quality) + 2 if quality is not None else 0))
-                yield record.name, record.sequence, text_bytes
+                yield record
     except dnaio.UnknownFileFormat:
         raise SequenceFileError(f"{path} is not FASTA or FASTQ: its first character is neither "
                                 "'>' nor '@'") from None
