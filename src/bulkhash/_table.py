@@ -197,12 +197,15 @@ class OpenTable:
     def resize(self, capacity: int) -> None:
         """Rebuild with room for ``capacity`` keys (never fewer than stored); drops tombstones."""
         capacity = max(capacity, len(self))
-        keys, values = self.items()
         generation = self.state[K.GENERATION]
+        if len(self) == 0:  # (the common reserve-before-filling: nothing to gather and re-insert)
+            self._allocate(capacity)
+            self.state[K.GENERATION] = generation + 1
+            return
+        keys, values = self.items()
         self._allocate(capacity)
         self.state[K.GENERATION] = generation + 1
-        if keys.size:
-            self._mutate(keys, values, K.ACTION_UPSERT, K.OP_OVERWRITE, K.KIND_UINT, 8, capacity)
+        self._mutate(keys, values, K.ACTION_UPSERT, K.OP_OVERWRITE, K.KIND_UINT, 8, capacity)
 
     def reserve(self, extra: int) -> None:
         """Make room for ``extra`` more keys without growing during the next calls."""
