@@ -30,6 +30,65 @@ def test_counts_match_collections_counter(kd, cd):
     assert c.get(pool[0]) == ref[pool[0].item()]
 
 
+def test_take_items_on_every_device():
+    c = bulkhash.Counter("int64", "uint16")
+    keys = np.array([0, -1, 5, 2**62, 5, 0], np.int64)  # 0 and -1 are the reserved words
+    c.add(keys)
+    taken = dict(zip(*(c._host(x).tolist() for x in c.take_items())))
+    assert taken == collections.Counter(keys.tolist()) and len(c) == 0
+
+
+@pytest.mark.cpu_sized  # (the dtypes' kernels, compiled for the simulator: minutes)
+@pytest.mark.parametrize("narrow", [False, True])
+@pytest.mark.parametrize("cd", COUNT_DTYPES, ids=str)
+@pytest.mark.parametrize("kd", KEY_DTYPES, ids=str)
+def test_take_items_gives_every_pair_and_empties_the_counter(kd, cd, narrow):
+    rng = np.random.default_rng(6)
+    keys = random_keys(rng, kd, 30_000, distinct=20_000)  # edge keys (0, all-ones) included
+    counts = rng.integers(1, 3 if narrow else 100, keys.size).astype(cd)
+    c = bulkhash.Counter(kd, cd)
+    c.add(keys, counts)
+    expected = dict(zip(*(x.tolist() for x in c.items())))
+    taken_keys, taken_counts = (np.asarray(c._host(x)) for x in c.take_items(narrow_counts=narrow))
+    assert dict(zip(taken_keys.tolist(), taken_counts.tolist())) == expected
+    assert taken_keys.dtype == np.dtype(kd) and taken_keys.size == len(expected)
+    if narrow and c.device == "cpu":
+        top = max(expected.values())
+        assert taken_counts.dtype == np.min_scalar_type(top) or top < 256
+        assert taken_counts.dtype.itemsize <= np.dtype(cd).itemsize
+    else:
+        assert taken_counts.dtype == np.dtype(cd)
+    assert len(c) == 0 and c.get(keys[:5]).tolist() == [0] * 5
+    c.add(keys[:3])  # still a working counter
+    assert len(c) == len(set(keys[:3].tolist()))
+
+
+def test_release_memory_zeroes_whole_pages_only():
+    import mmap
+    import sys
+
+    from bulkhash._cpu.backend import release_memory
+
+    page_words = mmap.PAGESIZE // 8
+    arr = np.full(6 * page_words, 7, np.uint64)
+    lo, hi = page_words // 2, arr.size - page_words // 2
+    release_memory(arr[lo:hi])  # the whole pages inside, not the partial ones at either end
+    first = (-(-(arr.ctypes.data + lo * 8) // mmap.PAGESIZE) * mmap.PAGESIZE - arr.ctypes.data)
+    stop = (arr.ctypes.data + hi * 8) // mmap.PAGESIZE * mmap.PAGESIZE - arr.ctypes.data
+    released = np.zeros(arr.size, bool)
+    if sys.platform.startswith("linux"):
+        released[first // 8:stop // 8] = True
+        assert released.sum() >= 4 * page_words
+    assert (arr[released] == 0).all() and (arr[~released] == 7).all()
+    release_memory(arr[:0])  # nothing to give back
+
+
+def test_take_items_of_an_empty_counter():
+    c = bulkhash.Counter("uint32")
+    keys, counts = c.take_items(narrow_counts=True)
+    assert keys.size == 0 and counts.size == 0 and len(c) == 0
+
+
 def test_add_with_counts_array_and_scalar():
     c = bulkhash.Counter("int64", "uint32")
     c.add([-1, 5, -1], counts=[10, 3, 7])

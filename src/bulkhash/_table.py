@@ -166,6 +166,20 @@ class OpenTable:
         then costs 4 bytes an entry instead of 8 + 4 and a conversion pass."""
         return self.backend.collect(self, want_values, value_bytes)
 
+    def take_items(self, narrow_values: bool = False):
+        """``items()`` that empties the table and, on the CPU, puts the key words in the table's
+        own memory instead of new arrays (``CpuBackend.take_items``). Afterwards the table is
+        empty, at its smallest capacity. ``narrow_values``: values in the smallest unsigned
+        type that holds the largest (CPU; a GPU returns whole words)."""
+        generation = self.state[K.GENERATION]
+        if hasattr(self.backend, "take_items"):
+            keys, values = self.backend.take_items(self, narrow_values)
+        else:
+            keys, values = self.items()
+        self._allocate(0)
+        self.state[K.GENERATION] = generation + 1
+        return keys, values
+
     def _estimate_new(self, keys) -> int:
         """About how many distinct keys of ``keys`` are not stored yet: the batch's distinct
         count (HyperLogLog) times the share of a sample of the batch that is absent (rounded

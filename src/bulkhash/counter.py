@@ -86,6 +86,30 @@ class Counter(ValuedTable):
         order = np.lexsort((keys, np.iinfo(counts.dtype).max - counts))  # count desc, key asc
         return keys[order], counts[order]
 
+    def take_items(self, narrow_counts: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """``(keys, counts)`` of every entry, as ``items()`` gives them, leaving the counter
+        empty (as ``clear()`` does, at its smallest capacity).
+
+        For a counter whose contents are only to be written out: on the CPU the keys are moved
+        within the table's own memory and returned as a view of it, and the rest of that memory
+        is given back at once, so taking 21M uint64 keys costs no new 170 MB array (plus 85 MB
+        of uint32 counts when ``narrow_counts`` finds them all below 256: then they come as
+        uint8, the smallest unsigned type that holds the largest).
+
+        >>> import bulkhash
+        >>> c = bulkhash.Counter("uint64")
+        >>> _ = c.add([5, 7, 5, 5])
+        >>> keys, counts = c.take_items(narrow_counts=True)
+        >>> sorted(zip(keys.tolist(), counts.tolist())), counts.dtype, len(c)
+        ([(5, 3), (7, 1)], dtype('uint8'), 0)
+        """
+        with self._table.lock.writing():
+            key_words, count_words = self._table.take_items(narrow_values=narrow_counts)
+        keys = self._table_out(_dtypes.words_to_keys(key_words, self._key_dtype))
+        if narrow_counts and count_words.dtype.itemsize < self._value_codec.nbytes:
+            return keys, self._table_out(count_words)
+        return keys, self._table_out(self._value_codec.from_words(count_words))
+
     def histogram(self) -> tuple[np.ndarray, np.ndarray]:
         """``(counts, num_keys)``: for each count that occurs, how many keys have it."""
         values, num = np.unique(self._host(self.items()[1]), return_counts=True)

@@ -6,7 +6,11 @@ work; ``bulkhash._cuda.backend`` is the same interface on a GPU.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
+import mmap
+import sys
 import threading
 from contextlib import contextmanager, nullcontext
 from typing import Iterator
@@ -30,6 +34,34 @@ def kernel_gate() -> Iterator[None]:
         safe = False
     with nullcontext() if safe else _workqueue_gate:
         yield
+
+
+def release_memory(arr: np.ndarray) -> None:
+    """Give the whole pages inside ``arr`` back to the operating system now (Linux: madvise
+    ``MADV_DONTNEED``; they read as zeros if touched again). Elsewhere, nothing: the pages go
+    back when the array is freed.
+
+    For memory that is dead but still owned by a live allocation: the part of a table's slot
+    array after the pairs ``take_items`` moved to its front. Writing the results out then reuses
+    those pages instead of faulting in fresh ones, which on a VM costs more than the writing
+    (about 2 s a GB on this project's test machine)."""
+    if not sys.platform.startswith("linux") or arr.nbytes == 0:
+        return
+    page = mmap.PAGESIZE
+    start = -(-arr.ctypes.data // page) * page
+    stop = (arr.ctypes.data + arr.nbytes) // page * page
+    if stop > start:
+        _libc().madvise(ctypes.c_void_p(start), ctypes.c_size_t(stop - start), _MADV_DONTNEED)
+
+
+_MADV_DONTNEED = 4
+
+
+@functools.cache
+def _libc():
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    return libc
 
 
 def aligned_zeros(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -125,6 +157,27 @@ class CpuBackend:
             K.collect(t.slots, t.n_buckets, t.bucket_size, t.tomb, t.state, keys, values,
                       numba.get_num_threads())
         return keys, values
+
+    def take_items(self, t, narrow_values: bool):
+        """``collect``, into the table's own memory (``K.gather_to_front``): the keys come back
+        as a view of the slot array's first words, and the memory after them goes back to the
+        operating system at once. The table is left unusable: the caller allocates it anew.
+
+        ``narrow_values``: values in the smallest unsigned type that holds the largest."""
+        n = len(t)
+        if t.words_per_slot < 2:
+            dtype = t.word
+        elif narrow_values:
+            top = K.max_stored_value(t.slots, t.n_buckets, t.bucket_size, t.tomb, t.state)
+            dtype = next(np.dtype(d) for d in ("u1", "u2", "u4", "u8") if top <= np.iinfo(d).max)
+        else:
+            dtype = t.word
+        values = np.empty(n if t.words_per_slot > 1 else 0, dtype)
+        flat = t.slots.reshape(-1)
+        with kernel_gate():
+            K.gather_to_front(t.slots, t.n_buckets, t.bucket_size, t.tomb, t.state, values)
+        release_memory(flat[n:])
+        return flat[:n], values
 
     def hll_registers(self, keys: np.ndarray, seed: int) -> np.ndarray:
         with kernel_gate():

@@ -658,6 +658,53 @@ def collect(slots, n_buckets, bsize, tomb, state, out_keys, out_values, nthreads
             j += 1
 
 
+@njit(cache=True, nogil=True)
+def max_stored_value(slots, n_buckets, bsize, tomb, state):
+    """The largest value word of a stored key (0 for an empty table or a set)."""
+    top = np.uint64(0)
+    if slots.shape[1] < 2:
+        return top
+    for row in range(n_buckets * bsize):
+        w = np.uint64(slots[row, 0])
+        if w != 0 and w != tomb and np.uint64(slots[row, 1]) > top:
+            top = np.uint64(slots[row, 1])
+    for row, flag in ((n_buckets * bsize, HAS_EMPTY_KEY), (n_buckets * bsize + 1, HAS_TOMB_KEY)):
+        if state[flag] != 0 and np.uint64(slots[row, 1]) > top:
+            top = np.uint64(slots[row, 1])
+    return top
+
+
+@njit(cache=True, nogil=True)
+def gather_to_front(slots, n_buckets, bsize, tomb, state, out_values):
+    """``collect`` into the table's own memory: every stored key word moves to the front of the
+    slot array's words (flat word ``j`` holds the ``j``-th key, in ``collect``'s order) and its
+    value to ``out_values[j]`` (cast to its type). Returns the number of keys.
+
+    The table is destroyed. One thread, in slot order, so that it is safe: key ``j`` comes from
+    row ``r >= j``, whose words start at ``r * words_per_slot >= j``, so a write never lands on
+    a word not yet read."""
+    flat = slots.reshape(-1)
+    words = slots.shape[1]
+    want_values = out_values.size > 0
+    n_slots = n_buckets * bsize
+    j = 0
+    for row in range(n_slots):
+        w = slots[row, 0]
+        if np.uint64(w) != 0 and np.uint64(w) != tomb:
+            if want_values:
+                out_values[j] = slots[row, 1]
+            flat[j] = w
+            j += 1
+    for row, flag in ((n_slots, HAS_EMPTY_KEY), (n_slots + 1, HAS_TOMB_KEY)):
+        if state[flag] != 0:
+            w = slots[row, 0]
+            if want_values:
+                out_values[j] = slots[row, 1] if words > 1 else 0
+            flat[j] = w
+            j += 1
+    return j
+
+
 # ================================================================================================
 # sizing: how many distinct keys does a batch hold?
 # ================================================================================================
