@@ -1,6 +1,7 @@
 """Read classification: bulkhash (MetaCache's method on MultiMap) against kraken2.
 
     python benchmarks/classify.py [--data ../shared/data] [--reads 20000] [--out FILE.md]
+                                 [--hits-min 5 4 3] [--sketch-size 16]
 
 (kraken2 and wgsim on the PATH: ``apt-get install kraken2 samtools``.)
 
@@ -138,6 +139,8 @@ def main() -> int:
     parser.add_argument("--hits-min", type=int, nargs="+", default=[5],
                         help="bulkhash's --hits-min, one query (and table row) per value "
                         "(default 5)")
+    parser.add_argument("--sketch-size", type=int, default=16,
+                        help="bulkhash's classify build --sketch-size (default 16, MetaCache's)")
     args = parser.parse_args()
     taxonomy = Taxonomy.from_tsv(args.data / "taxonomy.tsv")
     indexed = [r for r in taxonomy.references if r.path.name.removesuffix(".fa.gz")
@@ -150,6 +153,7 @@ def main() -> int:
         index = tmp / "index.bhc"
         b_build = run_timed(["bulkhash", "classify", "build", "--taxonomy",
                              str(args.data / "taxonomy.tsv"), "-o", str(index),
+                             "--sketch-size", str(args.sketch_size),
                              *map(str, (r.path for r in indexed))])
         db, k_seconds, k_peak = kraken2_database(taxonomy, indexed, tmp)
         k_build = (k_seconds, k_peak)
@@ -167,7 +171,10 @@ def main() -> int:
                                  str(tmp / f"k-{name}.report"), str(source)])
             results[name] = (b_query, k_query, bulkhash_assignments(tmp / f"b-{name}.tsv"),
                              kraken2_assignments(tmp / f"k-{name}.out"))
-        lines += ["| tool | build s | build MiB | query s (simulated) | query MiB |",
+        lines += [f"{len(truth):,} simulated reads; bulkhash's index: sketch size "
+                  f"{args.sketch_size}, {index.stat().st_size / 1e6:.0f} MB; kraken2's: "
+                  f"{sum(f.stat().st_size for f in db.glob('*.k2d')) / 1e6:.0f} MB", "",
+                  "| tool | build s | build MiB | query s (simulated) | query MiB |",
                   "|---|---:|---:|---:|---:|",
                   f"| bulkhash | {b_build[0]:.1f} | {b_build[1]} | "
                   f"{results['simulated'][0][0]:.2f} | {results['simulated'][0][1]} |",

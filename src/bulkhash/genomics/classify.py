@@ -15,7 +15,7 @@ common ancestor of the best two is reported when the second is close.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,15 +87,21 @@ def sketch_sequences(sequences: list[str], params: SketchParams):
     return lengths, owner, window, features, counts, valid
 
 
-def named_sequences(paths) -> tuple[list[str], list[str]]:
-    """``(ids, sequences)`` of every record of the FASTA/FASTQ files ``paths``; an id is the
-    first word of the record's name."""
-    ids, sequences = [], []
+def named_batches(paths, size: int | None = None) -> Iterator[tuple[list[str], list[str]]]:
+    """``(ids, sequences)`` of the records of the FASTA/FASTQ files ``paths``, ``size`` records
+    at a time (all of them in one batch when ``size`` is None); an id is the first word of the
+    record's name."""
+    ids: list[str] = []
+    sequences: list[str] = []
     for path in paths:
-        for record in dnaio_records(Path(path)):  # (a loop per read, but 0.3 us a read)
+        for record in dnaio_records(Path(path)):  # (a loop per record, but 0.3 us a record)
             ids.append(record.id)
             sequences.append(record.sequence)
-    return ids, sequences
+            if len(ids) == size:
+                yield ids, sequences
+                ids, sequences = [], []
+    if ids:
+        yield ids, sequences
 
 
 class Classification:
@@ -238,7 +244,7 @@ class ReadClassifier:
     def add_reference(self, path: str | os.PathLike, taxon: int) -> None:
         """Index every sequence of the FASTA/FASTQ file ``path`` as a target of taxon row
         ``taxon`` (a strain of the taxonomy)."""
-        names, sequences = named_sequences([path])
+        names, sequences = next(named_batches([path]))  # (a file without records raises)
         lengths, owner, window, features, counts, valid = sketch_sequences(sequences,
                                                                            self.params)
         first_target = len(self.target_names)
@@ -272,8 +278,19 @@ class ReadClassifier:
                               np.concatenate(hits) if hits else empty)
 
     def classify_files(self, files) -> Classification:
-        """Classify the reads of FASTA/FASTQ files (plain or compressed)."""
-        return self.classify(*named_sequences(check_paths(files)))
+        """Classify the reads of FASTA/FASTQ files (plain or compressed).
+
+        The reads are read and classified ``READ_BATCH`` at a time: only their ids are kept,
+        never every sequence at once (1.5M reads as Python strings are some 300 MB)."""
+        ids: list[str] = []
+        taxa, hits = [], []
+        for batch_ids, sequences in named_batches(check_paths(files), READ_BATCH):
+            ids += batch_ids
+            t, h = self._classify_batch(sequences)
+            taxa.append(t)
+            hits.append(h)
+        # (ids from dnaio hold no whitespace: no check_read_ids)
+        return Classification(self.taxonomy, ids, np.concatenate(taxa), np.concatenate(hits))
 
     def _classify_batch(self, sequences: list[str]):
         p = self.params
