@@ -9,7 +9,9 @@ Two commands (jellyfish and kmc on the PATH: ``apt-get install jellyfish kmc``):
 ``genomes/*.fa.gz``) with ``bulkhash.genomics.count_kmers`` and with ``jellyfish count -C``, and
 compares the distinct and total counts, the whole histogram (``jellyfish histo`` up to the
 largest count, so no count is lumped into its overflow bin) and every k-mer's count (jellyfish's
-dump, parsed by ``read_kmer_tsv``, against ``KmerCounts.get``). It exits 1 on any difference.
+dump, parsed by ``read_kmer_tsv``, against ``KmerCounts.get``), then freezes the counts (the
+pairs taken in the table's own memory, as ``bulkhash kmers count`` does before writing) and
+compares every pair again. It exits 1 on any difference.
 
 ``bench`` times whole commands, each in its own process, as a user runs them, in interleaved
 rounds: ``bulkhash kmers count -C --no-tsv --no-png`` (writes its binary counts and histogram),
@@ -90,8 +92,8 @@ def jellyfish_histogram(db: Path) -> tuple[np.ndarray, np.ndarray]:
 def check(paths: list[Path], ks: list[int]) -> int:
     require("jellyfish")
     failures = 0
-    print("| genome | k | distinct | total | histogram bins | every k-mer's count |")
-    print("|---|---:|---:|---:|---:|---|")
+    print("| genome | k | distinct | total | histogram bins | every k-mer's count | frozen pairs |")
+    print("|---|---:|---:|---:|---:|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for path in paths:
             size = plain_bases(path)
@@ -110,12 +112,19 @@ def check(paths: list[Path], ks: list[int]) -> int:
                     histogram=np.array_equal(values, j_values) and np.array_equal(num, j_num),
                     kmers=bool(np.all(ours.get(j_codes) == j_counts)),
                 )
+                distinct, total = len(ours), ours.total()
+                ours.freeze()  # what `bulkhash kmers count` writes out: the pairs taken in place
+                codes, counts = ours.items()
+                mine, theirs = np.argsort(codes), np.argsort(j_codes)
+                same["frozen"] = (np.array_equal(codes[mine], j_codes[theirs])
+                                  and np.array_equal(counts[mine], j_counts[theirs]))
                 failures += not all(same.values())
                 mark = {True: "", False: " **differs**"}
-                print(f"| {path.name} | {k} | {len(ours):,}{mark[same['distinct']]} | "
-                      f"{ours.total():,}{mark[same['total']]} | "
+                print(f"| {path.name} | {k} | {distinct:,}{mark[same['distinct']]} | "
+                      f"{total:,}{mark[same['total']]} | "
                       f"{values.size}{mark[same['histogram']]} | "
-                      f"{'identical' if same['kmers'] else '**differs**'} |", flush=True)
+                      f"{'identical' if same['kmers'] else '**differs**'} | "
+                      f"{'identical' if same['frozen'] else '**differ**'} |", flush=True)
     version = subprocess.run(["jellyfish", "--version"], capture_output=True, text=True).stdout
     print(f"\n{'all identical' if not failures else f'{failures} differ'} "
           f"({version.strip()})")
