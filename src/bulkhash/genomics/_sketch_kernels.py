@@ -157,8 +157,9 @@ def _count_locations(index, features, n, homes, counts):
     ``homes`` and ``counts``.
 
     The home buckets are prefetched first, all of them, and only then read: the probes of one
-    read are independent, so their cache misses overlap instead of following one another (the
-    lookups of 300k reads: 0.30 s without the prefetches, 0.20 s with them)."""
+    read are independent, so their cache misses overlap instead of following one another
+    (counting the locations of 300k reads' features: 0.28 s without the prefetches, 0.18 s with
+    them, on the 2-core VM)."""
     for j in range(n):
         homes[j] = K.bucket_of(features[j], index.n_buckets, index.seed, index.tomb)
         if homes[j] >= 0:

@@ -87,7 +87,7 @@ class KmerCounts:
     >>> kc.histogram()
     (array([1, 2], dtype=uint32), array([2, 2]))
 
-    ``freeze()`` gathers the pairs and frees the table when only outputs are left to write
+    ``freeze()`` keeps the pairs and gives up the table when only outputs are left to write
     (``bulkhash kmers count`` does); ``filtered(min_count)`` keeps the frequent k-mers:
 
     >>> frequent = kc.filtered(2)          # ACG and GCA, twice each
