@@ -92,9 +92,9 @@ class Counter(ValuedTable):
 
         For a counter whose contents are only to be written out: on the CPU the keys are moved
         within the table's own memory and returned as a view of it, and the rest of that memory
-        is given back at once, so taking 21M uint64 keys costs no new 170 MB array (plus 85 MB
-        of uint32 counts when ``narrow_counts`` finds them all below 256: then they come as
-        uint8, the smallest unsigned type that holds the largest).
+        is given back at once, so taking 21M uint64 keys costs no new 170 MB array. With
+        ``narrow_counts`` the counts come in the smallest unsigned type that holds the largest
+        (21 MB of uint8 instead of 85 MB of uint32 when every count is below 256).
 
         >>> import bulkhash
         >>> c = bulkhash.Counter("uint64")

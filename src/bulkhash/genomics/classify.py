@@ -29,7 +29,7 @@ from ._kmer_kernels import BASE_CODES
 from .sequences import check_paths, dnaio_records, joined
 from .taxonomy import REPORT_CODES, Taxonomy
 
-#: reads classified per batch (one MultiMap lookup each)
+#: reads classified per batch (one call of the query kernel each)
 READ_BATCH = 1 << 16
 
 
