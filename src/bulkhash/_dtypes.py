@@ -50,6 +50,11 @@ def word_dtype(key_dt: np.dtype, value_dt: np.dtype | None) -> np.dtype:
     return np.dtype(np.uint64) if widest > 4 else np.dtype(np.uint32)
 
 
+def narrowest_unsigned(top: int) -> np.dtype:
+    """The smallest unsigned integer dtype that holds ``top`` (uint8 .. uint64)."""
+    return next(np.dtype(t) for t in ("u1", "u2", "u4", "u8") if top <= np.iinfo(t).max)
+
+
 def unsigned_view_dtype(dt: np.dtype) -> np.dtype:
     """The unsigned integer dtype of the same width (for reading bits)."""
     return np.dtype(f"u{dt.itemsize}")

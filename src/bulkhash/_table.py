@@ -172,10 +172,7 @@ class OpenTable:
         empty, at its smallest capacity. ``narrow_values``: values in the smallest unsigned
         type that holds the largest (CPU; a GPU returns whole words)."""
         generation = self.state[K.GENERATION]
-        if hasattr(self.backend, "take_items"):
-            keys, values = self.backend.take_items(self, narrow_values)
-        else:
-            keys, values = self.items()
+        keys, values = self.backend.take_items(self, narrow_values)
         self._allocate(0)
         self.state[K.GENERATION] = generation + 1
         return keys, values

@@ -19,6 +19,7 @@ import numba
 import numpy as np
 
 from .. import probing
+from .._dtypes import narrowest_unsigned
 from . import kernels as K
 
 _workqueue_gate = threading.Lock()
@@ -168,8 +169,8 @@ class CpuBackend:
         if t.words_per_slot < 2:
             dtype = t.word
         elif narrow_values:
-            top = K.max_stored_value(t.slots, t.n_buckets, t.bucket_size, t.tomb, t.state)
-            dtype = next(np.dtype(d) for d in ("u1", "u2", "u4", "u8") if top <= np.iinfo(d).max)
+            dtype = narrowest_unsigned(
+                int(K.max_stored_value(t.slots, t.n_buckets, t.bucket_size, t.tomb, t.state)))
         else:
             dtype = t.word
         values = np.empty(n if t.words_per_slot > 1 else 0, dtype)

@@ -205,6 +205,11 @@ class CudaBackend:
                                               t.word.type(default_word), values, found)
         return values, found
 
+    def take_items(self, t, narrow_values: bool):
+        """``collect`` (the caller then allocates the table anew): a GPU table's memory is not
+        reused for the result, and its values come back as whole words."""
+        return self.collect(t, True)
+
     def collect(self, t, want_values: bool, value_bytes: int | None = None):
         """Every key word (and value word) in slot order, the reserved keys last (always whole
         words: ``value_bytes`` is a CPU saving)."""

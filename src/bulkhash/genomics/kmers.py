@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._dtypes import narrowest_unsigned
 from ..counter import Counter
 from . import _kmer_kernels as KK
 from .sequences import BLOCK_BASES, check_paths, estimated_text_bytes, read_blocks
@@ -339,8 +340,7 @@ class KmerCounts:
     def _save_state(self):
         codes, counts = self._pairs()
         top = int(counts.max()) if counts.size else 0
-        narrow = next(np.dtype(t) for t in ("uint8", "uint16", "uint32", "uint64")
-                      if top <= np.iinfo(t).max)
+        narrow = narrowest_unsigned(top)
         data = (codes, counts.astype(narrow, copy=False))
         params = dict(k=self._k, canonical=self._canonical, count_dtype=str(self._count_dtype))
         return params, dict(distinct=int(codes.size), stored_count_dtype=str(narrow)), data
