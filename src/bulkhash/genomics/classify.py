@@ -23,6 +23,7 @@ import numba
 import numpy as np
 
 from ..multimap import MultiMap
+from ..multimap_refs import make_ref
 from . import _sketch_kernels as SK
 from . import _text_kernels as TK
 from ._kmer_kernels import BASE_CODES
@@ -73,15 +74,22 @@ def windows_of(lengths: np.ndarray, offsets: np.ndarray, params: SketchParams):
     return starts, stops, owner, index
 
 
+def _joined_text(sequences: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(text, offsets, lengths)``: the sequences joined a newline apart (``joined``), and each
+    one's offset in the text and length."""
+    lengths = np.fromiter(map(len, sequences), np.int64, len(sequences))
+    offsets = np.cumsum(lengths + 1) - lengths - 1
+    return joined(sequences), offsets, lengths
+
+
 def sketch_sequences(sequences: list[str], params: SketchParams):
     """The windows of ``sequences`` and their sketches, the same for references and reads:
     ``(lengths, owner, window, features, counts, valid)`` -- each sequence's length, each
     window's sequence and index in it, its features (``features[w, :counts[w]]``) and the mask
     of those valid entries."""
-    lengths = np.fromiter((len(s) for s in sequences), np.int64, len(sequences))
-    offsets = np.cumsum(lengths + 1) - lengths - 1  # in the joined text, a newline apart
+    text, offsets, lengths = _joined_text(sequences)
     starts, stops, owner, window = windows_of(lengths, offsets, params)
-    features, counts = SK.sketch_windows(joined(sequences), starts, stops, params.k, BASE_CODES,
+    features, counts = SK.sketch_windows(text, starts, stops, params.k, BASE_CODES,
                                          params.sketch_size)
     valid = np.arange(params.sketch_size) < counts[:, None]
     return lengths, owner, window, features, counts, valid
@@ -267,39 +275,45 @@ class ReadClassifier:
             raise ValueError(f"read_ids has {len(read_ids)} entries, sequences "
                              f"{len(sequences)}: give one id per read")
         check_read_ids(read_ids)
-        taxa, hits = [], []
-        for start in range(0, len(sequences), READ_BATCH):
-            t, h = self._classify_batch(sequences[start:start + READ_BATCH])
-            taxa.append(t)
-            hits.append(h)
-        empty = np.zeros(0, np.int64)
-        return Classification(self.taxonomy, list(read_ids),
-                              np.concatenate(taxa) if taxa else empty,
-                              np.concatenate(hits) if hits else empty)
+        batches = (sequences[start:start + READ_BATCH]
+                   for start in range(0, len(sequences), READ_BATCH))
+        return self._classify_batches(list(read_ids), batches)
 
     def classify_files(self, files) -> Classification:
         """Classify the reads of FASTA/FASTQ files (plain or compressed).
 
         The reads are read and classified ``READ_BATCH`` at a time: only their ids are kept,
         never every sequence at once (1.5M reads as Python strings are some 300 MB)."""
-        ids: list[str] = []
+        ids: list[str] = []  # (from dnaio: no whitespace in them, no check_read_ids)
+
+        def batches():
+            for batch_ids, sequences in named_batches(check_paths(files), READ_BATCH):
+                ids.extend(batch_ids)
+                yield sequences
+
+        return self._classify_batches(ids, batches())
+
+    def _classify_batches(self, ids: list[str], batches) -> Classification:
+        """Classify each list of sequences ``batches`` yields; ``ids`` are the reads' ids (all
+        of them once the batches are done)."""
         taxa, hits = [], []
-        for batch_ids, sequences in named_batches(check_paths(files), READ_BATCH):
-            ids += batch_ids
+        for sequences in batches:
             t, h = self._classify_batch(sequences)
             taxa.append(t)
             hits.append(h)
-        # (ids from dnaio hold no whitespace: no check_read_ids)
-        return Classification(self.taxonomy, ids, np.concatenate(taxa), np.concatenate(hits))
+        empty = np.zeros(0, np.int64)
+        return Classification(self.taxonomy, ids, np.concatenate(taxa) if taxa else empty,
+                              np.concatenate(hits) if hits else empty)
 
     def _classify_batch(self, sequences: list[str]):
         p = self.params
-        lengths = np.fromiter(map(len, sequences), np.int64, len(sequences))
-        offsets = np.cumsum(lengths + 1) - lengths - 1  # in the joined text, a newline apart
+        text, offsets, lengths = _joined_text(sequences)
         t = self.taxonomy
-        index = self.index.ref()  # the table's arrays, for the kernel to probe
-        return SK.classify_reads(joined(sequences), offsets, lengths, p.k, BASE_CODES,
-                                 p.sketch_size, p.window, p.stride, index,
+        # a read-only view of the table's arrays for the kernel to probe (``MultiMap.ref()``
+        # would also take the write lock to make room in the side pool for inserts)
+        index = make_ref(self.index)
+        return SK.classify_reads(text, offsets, lengths, p.k, BASE_CODES, p.sketch_size,
+                                 p.window, p.stride, index,
                                  np.asarray(self.target_taxa, np.int64), t.parents, t.ranks,
                                  self.hits_min, float(self.diff_fraction),
                                  numba.get_num_threads())
