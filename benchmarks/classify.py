@@ -1,7 +1,8 @@
 """Read classification: bulkhash (MetaCache's method on MultiMap) against kraken2.
 
     python benchmarks/classify.py [--data ../shared/data] [--reads 20000] [--out FILE.md]
-                                 [--hits-min 5 4 3] [--sketch-size 16]
+                                 [--hits-min 5 4 3] [--sketch-size 16] [--sampling window]
+                                 [--candidates 2]
 
 (kraken2 and wgsim on the PATH: ``apt-get install kraken2 samtools``.)
 
@@ -112,7 +113,7 @@ def score(assigned: dict[str, int], truth: dict, taxonomy: Taxonomy, held: bool)
         if species is not None:
             at_species += 1
             correct += species == truth[read][0]
-    return dict(reads=len(reads), sensitivity=correct / len(reads),
+    return dict(reads=len(reads), sensitivity=correct / len(reads), wrong=at_species - correct,
                 precision=correct / at_species if at_species else float("nan"))
 
 
@@ -141,6 +142,10 @@ def main() -> int:
                         "(default 5)")
     parser.add_argument("--sketch-size", type=int, default=16,
                         help="bulkhash's classify build --sketch-size (default 16, MetaCache's)")
+    parser.add_argument("--sampling", default="window",
+                        help="bulkhash's classify build --sampling (default window, MetaCache's)")
+    parser.add_argument("--candidates", type=int, default=2,
+                        help="bulkhash's classify query --candidates (default 2)")
     args = parser.parse_args()
     taxonomy = Taxonomy.from_tsv(args.data / "taxonomy.tsv")
     indexed = [r for r in taxonomy.references if r.path.name.removesuffix(".fa.gz")
@@ -153,26 +158,29 @@ def main() -> int:
         index = tmp / "index.bhc"
         b_build = run_timed(["bulkhash", "classify", "build", "--taxonomy",
                              str(args.data / "taxonomy.tsv"), "-o", str(index),
-                             "--sketch-size", str(args.sketch_size),
+                             "--sketch-size", str(args.sketch_size), "--sampling", args.sampling,
                              *map(str, (r.path for r in indexed))])
         db, k_seconds, k_peak = kraken2_database(taxonomy, indexed, tmp)
         k_build = (k_seconds, k_peak)
         results = {}
         for hits_min in args.hits_min[1:]:  # the extra settings: accuracy only
             run_timed(["bulkhash", "classify", "query", str(index), str(reads), "-o",
-                       str(tmp / f"b-{hits_min}"), "--hits-min", str(hits_min)])
+                       str(tmp / f"b-{hits_min}"), "--hits-min", str(hits_min),
+                       "--candidates", str(args.candidates)])
             results[hits_min] = bulkhash_assignments(tmp / f"b-{hits_min}.tsv")
         for name, source in (("simulated", reads), ("real", real)):
             b_query = run_timed(["bulkhash", "classify", "query", str(index), str(source),
                                  "-o", str(tmp / f"b-{name}"), "--hits-min",
-                                 str(args.hits_min[0])])
+                                 str(args.hits_min[0]), "--candidates", str(args.candidates)])
             k_query = run_timed(["kraken2", "--db", str(db), "--threads", "2", "--output",
                                  str(tmp / f"k-{name}.out"), "--report",
                                  str(tmp / f"k-{name}.report"), str(source)])
             results[name] = (b_query, k_query, bulkhash_assignments(tmp / f"b-{name}.tsv"),
                              kraken2_assignments(tmp / f"k-{name}.out"))
         lines += [f"{len(truth):,} simulated reads; bulkhash's index: sketch size "
-                  f"{args.sketch_size}, {index.stat().st_size / 1e6:.0f} MB; kraken2's: "
+                  f"{args.sketch_size}, {args.sampling} sampling, "
+                  f"{index.stat().st_size / 1e6:.0f} MB; queries with {args.candidates} "
+                  f"candidates; kraken2's: "
                   f"{sum(f.stat().st_size for f in db.glob('*.k2d')) / 1e6:.0f} MB", "",
                   "| tool | build s | build MiB | query s (simulated) | query MiB |",
                   "|---|---:|---:|---:|---:|",
@@ -180,15 +188,16 @@ def main() -> int:
                   f"{results['simulated'][0][0]:.2f} | {results['simulated'][0][1]} |",
                   f"| kraken2 | {k_build[0]:.1f} | {k_build[1]} | "
                   f"{results['simulated'][1][0]:.2f} | {results['simulated'][1][1]} |", ""]
-        lines += ["| reads from | tool | reads | species sensitivity | species precision |",
-                  "|---|---|---:|---:|---:|"]
+        lines += ["| reads from | tool | reads | species sensitivity | species precision | "
+                  "wrong species |", "|---|---|---:|---:|---:|---:|"]
         for held in (True, False):
             tools = [(f"bulkhash, hits-min {args.hits_min[0]}", results["simulated"][2])]
             tools += [(f"bulkhash, hits-min {h}", results[h]) for h in args.hits_min[1:]]
             for tool, assigned in tools + [("kraken2", results["simulated"][3])]:
                 s = score(assigned, truth, taxonomy, held)
                 lines.append(f"| {'held-back' if held else 'indexed'} strains | {tool} | "
-                             f"{s['reads']:,} | {s['sensitivity']:.4f} | {s['precision']:.4f} |")
+                             f"{s['reads']:,} | {s['sensitivity']:.4f} | {s['precision']:.5f} | "
+                             f"{s['wrong']:,} |")
         b_real, k_real = results["real"][2], results["real"][3]
         lines += ["", f"Real reads ({real.name}): bulkhash classifies "
                   f"{np.mean([t != 0 for t in b_real.values()]):.1%} "

@@ -19,7 +19,7 @@ from bulkhash.genomics import (ReadClassifier, SketchParams, Taxonomy, example_p
                                read_records)
 from bulkhash.genomics import _sketch_kernels as SK
 from bulkhash.genomics._kmer_kernels import BASE_CODES
-from bulkhash.genomics.classify import windows_of
+from bulkhash.genomics.classify import sketch_sequences, windows_of
 
 pytest.importorskip("dnaio")
 
@@ -37,14 +37,19 @@ def fmix64(x: int) -> int:
     return x
 
 
-def reference_sketch(text: str, k: int, size: int) -> list[int]:
+def feature_hashes(text: str, k: int) -> set[int]:
+    """The feature hash of every canonical k-mer of ``text`` without a non-ACGT letter."""
     hashes = set()
     for i in range(len(text) - k + 1):
         window = text[i:i + k].upper()
         if set(window) <= set("ACGT"):
             canonical = min(window, window.translate(COMPLEMENT)[::-1])
             hashes.add(fmix64(int(canonical.translate(str.maketrans("ACGT", "0123")), 4)) >> 32)
-    return sorted(hashes)[:size]
+    return hashes
+
+
+def reference_sketch(text: str, k: int, size: int, bound: int = 2**32 - 1) -> list[int]:
+    return sorted(h for h in feature_hashes(text, k) if h <= bound)[:size]
 
 
 def random_genome(rng, n: int) -> str:
@@ -68,8 +73,9 @@ def reads_from(rng, genome: str, n: int, length: int = 100, error: float = 0.005
 # ------------------------------------------------------------------ kernels
 
 
-@pytest.mark.parametrize("k,size", [(16, 16), (5, 4), (12, 40)])
-def test_sketches_match_the_reference(k, size):
+@pytest.mark.parametrize("k,size,bound", [(16, 16, 2**32 - 1), (5, 4, 2**32 - 1),
+                                          (12, 40, 2**32 - 1), (16, 112, 2**30), (9, 8, 2**31)])
+def test_sketches_match_the_reference(k, size, bound):
     rng = np.random.default_rng(k)
     texts = [random_genome(rng, n) for n in (k - 1, k, 60, 127, 300)]
     texts.append("ACGT" * 40)          # few distinct k-mers: a short sketch
@@ -78,9 +84,9 @@ def test_sketches_match_the_reference(k, size):
     starts = np.cumsum([0] + [len(t) + 1 for t in texts[:-1]])
     stops = starts + np.array([len(t) for t in texts])
     features, counts = SK.sketch_windows(np.frombuffer(joined.encode(), np.uint8), starts,
-                                         stops, k, BASE_CODES, size)
+                                         stops, k, BASE_CODES, size, np.uint32(bound))
     for row, text in enumerate(texts):
-        expected = reference_sketch(text, k, size)
+        expected = reference_sketch(text, k, size, bound)
         assert features[row, :counts[row]].tolist() == expected
 
 
@@ -94,22 +100,41 @@ def reference_best_hits(locations, span) -> dict[int, int]:
             for target, windows in by_target.items()}
 
 
-def test_best_two_targets_match_brute_force():
+def test_best_targets_match_brute_force():
     rng = np.random.default_rng(5)
     for _ in range(300):
         n = int(rng.integers(1, 60))
-        targets = rng.integers(0, 4, n).astype(np.uint64)
+        targets = rng.integers(0, 5, n).astype(np.uint64)
         windows = rng.integers(0, 12, n).astype(np.uint64)
         locations = np.sort((targets << np.uint64(32)) | windows)
         span = int(rng.integers(1, 5))
-        t1, h1, t2, h2 = SK._best_two_targets(locations, span)
+        candidates = int(rng.integers(1, 5))
+        got_targets, got_hits = np.empty(candidates, np.int64), np.empty(candidates, np.int64)
+        SK._best_targets(locations, span, got_targets, got_hits)
         best = reference_best_hits(locations.tolist(), span)
-        ranked = sorted(best.values(), reverse=True)
-        assert best[t1] == h1 == ranked[0]
-        if len(best) > 1:
-            assert t2 != t1 and best[t2] == h2 == ranked[1]
+        ranked = sorted(best.items(), key=lambda item: (-item[1], item[0]))[:candidates]
+        ranked += [(-1, 0)] * (candidates - len(ranked))
+        assert list(zip(got_targets.tolist(), got_hits.tolist())) == ranked
+
+
+@pytest.mark.parametrize("phase", [0, 37, 100])
+def test_fraction_sampling_picks_kmers_whatever_the_window_phase(phase):
+    """A sequence's features under ``fraction`` sampling are exactly its k-mers' hashes below
+    the bound, however it is cut into windows: a stretch that two genomes share gives both the
+    same features. (``window`` sampling keeps a number per window, so the phase matters.)"""
+    rng = np.random.default_rng(phase)
+    text = random_genome(rng, phase) + random_genome(np.random.default_rng(9), 3000)
+    for sampling in ("window", "fraction"):
+        p = SketchParams(sampling=sampling)
+        _, _, _, features, _, valid = sketch_sequences([text], p)
+        kept = set(features[valid].tolist())
+        shared = {h for h in feature_hashes(text[phase:], p.k) if h <= p.hash_bound}
+        if sampling == "fraction":
+            assert shared <= kept and len(kept) == len(set(features[valid].tolist()))
+            assert kept == {h for h in feature_hashes(text, p.k) if h <= p.hash_bound}
+            assert len(kept) == pytest.approx(p.sketch_size * len(text) / p.stride, rel=0.2)
         else:
-            assert (t2, h2) == (-1, 0)
+            assert not shared <= kept  # most of the stretch's hashes are in no sketch
 
 
 def test_windows_cover_every_kmer_once_per_stride():
@@ -138,6 +163,7 @@ def test_windows_cover_every_kmer_once_per_stride():
     (dict(window=10), "window=10 must be at least k=16"),
     (dict(stride=113), "stride=113 must be at most window - k \\+ 1 = 112"),
     (dict(sketch_size=True), "sketch_size=True must be a positive integer"),
+    (dict(sampling="minimizer"), "sampling='minimizer' must be one of \\('window', 'fraction'\\)"),
 ])
 def test_bad_sketch_params(bad, message):
     with pytest.raises(ValueError, match=message):
@@ -255,33 +281,38 @@ def test_strains_resolve_and_close_calls_go_to_the_lca(references):
 def reference_classification(rc: ReadClassifier, read: str) -> tuple[int, int]:
     """(taxon row or -1, best hits) of one read, from MetaCache's rule written out in Python:
     the read's window sketches (``reference_sketch``), their locations from the public
-    ``MultiMap.get``, the best range of each target counted window by window, and the top two."""
+    ``MultiMap.get``, the best range of each target counted window by window, and the lowest
+    common ancestor of the close ones among the best ``rc.candidates``."""
     p = rc.params
     features = []
     starts, stops, _, _ = windows_of(np.array([len(read)]), np.array([0]), p)
     for start, stop in zip(starts.tolist(), stops.tolist()):
-        features += reference_sketch(read[start:stop], p.k, p.sketch_size)
+        features += reference_sketch(read[start:stop], p.k, p.features_per_window,
+                                     p.hash_bound)
     if not features:
         return -1, 0
     _, locations = rc.index.get(np.array(features, np.uint32))
     best = reference_best_hits(locations.tolist(), 2 + len(read) // p.stride)
     if not best:
         return -1, 0
-    ranked = sorted(best.items(), key=lambda item: -item[1])
-    (t1, h1), (t2, h2) = ranked[0], (ranked[1] if len(ranked) > 1 else (-1, 0))
+    ranked = sorted(best.items(), key=lambda item: (-item[1], item[0]))[:rc.candidates]
+    t1, h1 = ranked[0]
     if h1 < rc.hits_min:
         return -1, h1
     taxon = rc.target_taxa[t1]
     threshold = (h1 - rc.hits_min) * rc.diff_fraction if h1 > rc.hits_min else 0.0
-    if t2 >= 0 and h2 > threshold:
-        taxon = rc.taxonomy.lca(taxon, rc.target_taxa[t2])
+    for t, h in ranked[1:]:
+        if h > threshold:
+            taxon = rc.taxonomy.lca(taxon, rc.target_taxa[t])
     return taxon, h1
 
 
-def test_queries_match_a_python_scoring_of_the_same_index(references):
+@pytest.mark.parametrize("sampling,candidates", [("window", 2), ("fraction", 3)])
+def test_queries_match_a_python_scoring_of_the_same_index(references, sampling, candidates):
     folder, genomes = references
     taxonomy = Taxonomy.from_tsv(folder / "taxonomy.tsv")
-    rc = ReadClassifier.build(taxonomy)
+    rc = ReadClassifier.build(taxonomy, params=SketchParams(sampling=sampling),
+                              candidates=candidates)
     rng = np.random.default_rng(4)
     reads = (reads_from(rng, genomes["alpha1.fa.gz"], 40) + reads_from(rng, genomes[
         "alpha2.fa.gz"], 40, length=300) + reads_from(rng, genomes["lambda.fa.gz"], 40, 150)
@@ -363,6 +394,22 @@ def test_save_load_and_the_commands(references, tmp_path, capsys):
     np.testing.assert_array_equal(rc32.classify_files([fastq]).taxa,
                                   want.classify_files([fastq]).taxa)
 
+    sampled = tmp_path / "fraction.bhc"
+    assert main(["classify", "build", "--taxonomy", str(folder / "taxonomy.tsv"), "-o",
+                 str(sampled), "--sampling", "fraction"]) == 0
+    fraction = bulkhash.load(sampled)
+    assert fraction.params == SketchParams(sampling="fraction")
+    want = ReadClassifier.build(Taxonomy.from_tsv(folder / "taxonomy.tsv"),
+                                params=fraction.params, hits_min=3, candidates=3)
+    assert main(["classify", "query", str(sampled), str(fastq), "-o", str(tmp_path / "f"),
+                 "--hits-min", "3", "--candidates", "3"]) == 0
+    lines = (tmp_path / "f.tsv").read_text().splitlines()[1:]
+    assert [int(line.split("\t")[1]) for line in lines] == \
+        want.classify_files([fastq]).taxids().tolist()
+    want.save(tmp_path / "kept.bhc")
+    kept = bulkhash.load(tmp_path / "kept.bhc")
+    assert (kept.hits_min, kept.candidates, kept.params) == (3, 3, fraction.params)
+
 
 def test_the_commands_refuse_bad_input(references, tmp_path, capsys):
     folder, _ = references
@@ -391,6 +438,13 @@ def test_the_commands_refuse_bad_input(references, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["classify", "query", str(index), str(example_path()), "--hits-min", "0"])
     assert "hits_min=0 must be a positive integer" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["classify", "query", str(index), str(example_path()), "--candidates", "1"])
+    assert "candidates=1 must be an integer from 2 to 16" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["classify", "build", "--taxonomy", str(folder / "taxonomy.tsv"), "--sampling",
+              "all", "-o", str(tmp_path / "x")])
+    assert "invalid choice: 'all'" in capsys.readouterr().err
 
 
 def test_classify_checks_its_arguments(references):
@@ -400,6 +454,8 @@ def test_classify_checks_its_arguments(references):
         ReadClassifier("taxonomy.tsv")
     with pytest.raises(ValueError, match="diff_fraction=2 must be a number from 0 to 1"):
         ReadClassifier(taxonomy, diff_fraction=2)
+    with pytest.raises(ValueError, match="candidates=17 must be an integer from 2 to 16"):
+        ReadClassifier(taxonomy, candidates=17)
     rc = ReadClassifier(taxonomy)
     with pytest.raises(ValueError, match="give one id per read"):
         rc.classify(["a"], [])

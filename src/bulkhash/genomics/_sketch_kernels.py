@@ -2,22 +2,32 @@
 
 Sketch
 ------
-A window of sequence (127 bases by default) is summarised by its *sketch*: the ``s`` smallest
-distinct 32-bit hashes of its canonical k-mers (k = 16 fits a k-mer in 32 bits). Two windows that
-share much sequence share most of their smallest hashes (min-hashing), so a read's sketch finds
-the reference windows it came from by exact lookups of a handful of features, without
-alignment. This is MetaCache's scheme (Müller et al., Bioinformatics 2017). The sketch is kept
-sorted in a small array: a new hash is compared with the largest kept one first, and once the
-array is full nearly every hash stops there.
+A window of sequence (127 bases by default) is summarised by its *sketch*, a few of the 32-bit
+hashes of its canonical k-mers (k = 16 fits a k-mer in 32 bits), chosen in one of two ways:
+
+* ``window`` sampling (MetaCache's, Müller et al., Bioinformatics 2017): the ``s`` smallest
+  distinct hashes of the window. Two windows that share much sequence share most of their
+  smallest hashes (min-hashing), so a read's sketch finds the reference windows it came from by
+  exact lookups of a handful of features, without alignment. But whether a k-mer is kept depends
+  on the rest of its window: two genomes that share a stretch at different window phases keep
+  somewhat different features of it, and a read from the stretch then scores one of them a few
+  hits higher by chance.
+* ``fraction`` sampling (FracMinHash, as in sourmash): every distinct hash below a fixed bound,
+  set so that a full window keeps ``s`` hashes on average. Whether a k-mer is kept depends on
+  the k-mer alone, so a shared stretch yields the same features in every genome that has it, and
+  a difference in hits between two genomes is a difference in their sequence.
+
+Either way the sketch is kept sorted in a small array: a new hash is compared with the largest
+kept one first, and once the array is full nearly every hash stops there.
 
 Scoring
 -------
 A read's features give locations ``target << 32 | window``. Sorted, equal locations are runs;
 the best *range* of a target is the largest number of hits in ``W`` consecutive windows
 (``W = 2 + read length // stride``, the windows a read can overlap), found by a two-pointer
-sweep. The two best targets decide: fewer than ``hits_min`` hits is unclassified; otherwise the
-best target's taxon, or the lowest common ancestor of both when the second is within
-``(best - hits_min) * diff_fraction`` of the best (MetaCache's rule).
+sweep. The best few targets (``candidates``, two by default) decide: fewer than ``hits_min`` hits is
+unclassified; otherwise the best target's taxon, or the lowest common ancestor of it and every
+other candidate with more than ``(best - hits_min) * diff_fraction`` hits (MetaCache's rule).
 """
 
 from __future__ import annotations
@@ -43,9 +53,9 @@ def feature_hash(kmer):
 
 
 @njit(cache=True, nogil=True)
-def _sketch_one(seq, start, stop, k, codes, size, out):
+def _sketch_one(seq, start, stop, k, codes, size, below, out):
     """The ``size`` smallest distinct feature hashes of the canonical k-mers in
-    ``seq[start:stop]``, ascending in ``out[:n]``; returns n."""
+    ``seq[start:stop]`` that are at most ``below``, ascending in ``out[:n]``; returns n."""
     mask = (np.uint64(1) << np.uint64(2 * k)) - np.uint64(1)
     top = np.uint64(2 * (k - 1))
     fwd = np.uint64(0)
@@ -64,7 +74,7 @@ def _sketch_one(seq, start, stop, k, codes, size, out):
         if run < k:
             continue
         h = feature_hash(min(fwd, rev))
-        if n == size and h >= out[n - 1]:
+        if h > below or (n == size and h >= out[n - 1]):
             continue
         # insertion into the sorted prefix, skipping a hash already kept
         j = n
@@ -82,13 +92,15 @@ def _sketch_one(seq, start, stop, k, codes, size, out):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def sketch_windows(seq, starts, stops, k, codes, size):
-    """Sketches of the windows ``seq[starts[w]:stops[w]]``: ``(features[n, size], counts[n])``."""
+def sketch_windows(seq, starts, stops, k, codes, size, below):
+    """Sketches of the windows ``seq[starts[w]:stops[w]]`` (``_sketch_one``):
+    ``(features[n, size], counts[n])``."""
     n = starts.size
     features = np.zeros((n, size), np.uint32)
     counts = np.zeros(n, np.int64)
     for w in prange(n):
-        counts[w] = _sketch_one(seq, starts[w], stops[w], k, codes, size, features[w])
+        counts[w] = _sketch_one(seq, starts[w], stops[w], k, codes, size, below,
+                                features[w])
     return features, counts
 
 
@@ -110,35 +122,40 @@ def _sort_small(values):
 
 
 @njit(cache=True, nogil=True)
-def _best_two_targets(locations, span):
-    """Sorted locations -> ``(target1, hits1, target2, hits2)``: the two targets (distinct) with
-    the most hits within ``span`` consecutive windows (-1 and 0 where there is none)."""
-    t1, h1, t2, h2 = -1, 0, -1, 0
+def _best_targets(locations, span, targets, hits):
+    """Sorted locations -> the ``targets.size`` targets (distinct) with the most hits within
+    ``span`` consecutive windows, best first, into ``targets`` and ``hits`` (-1 and 0 where
+    there are fewer). Of two with as many hits, the lower-numbered target comes first."""
+    targets[:] = -1
+    hits[:] = 0
     n = locations.size
     lo = 0
-    hits = 0
+    in_span = 0
     best = 0
     for hi in range(n):
         target = np.int64(locations[hi] >> _WINDOW_SHIFT)
         window = np.int64(locations[hi] & _WINDOW_MASK)
         if np.int64(locations[lo] >> _WINDOW_SHIFT) != target:  # a new target begins at hi
             lo = hi
-            hits = 0
+            in_span = 0
             best = 0
         while np.int64(locations[lo] & _WINDOW_MASK) + span <= window:
             lo += 1
-            hits -= 1
-        hits += 1
-        if hits > best:
-            best = hits
+            in_span -= 1
+        in_span += 1
+        if in_span > best:
+            best = in_span
         last_of_target = hi + 1 == n or np.int64(locations[hi + 1] >> _WINDOW_SHIFT) != target
         if last_of_target:
-            if best > h1:
-                t2, h2 = t1, h1
-                t1, h1 = target, best
-            elif best > h2:
-                t2, h2 = target, best
-    return t1, h1, t2, h2
+            j = targets.size
+            while j > 0 and hits[j - 1] < best:
+                j -= 1
+            if j < targets.size:
+                for m in range(targets.size - 1, j, -1):
+                    targets[m] = targets[m - 1]
+                    hits[m] = hits[m - 1]
+                targets[j] = target
+                hits[j] = best
 
 
 @njit(inline="always", cache=True, nogil=True)
@@ -183,10 +200,12 @@ def _copy_locations(index, features, n, homes, counts, out):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def classify_reads(text, offsets, lengths, k, codes, sketch_size, window, stride, index,
-                   target_taxon, parents, ranks, hits_min, diff_fraction, nthreads):
+def classify_reads(text, offsets, lengths, k, codes, sketch_size, below, window, stride, index,
+                   target_taxon, parents, ranks, hits_min, diff_fraction, candidates, nthreads):
     """Per read ``text[offsets[r]:offsets[r] + lengths[r]]``: ``(taxon row or -1, hits of the
-    best target)``, looking its features up in ``index`` (a ``MultiMap`` ref).
+    best target)``, looking its features up in ``index`` (a ``MultiMap`` ref); a window's
+    sketch is as ``_sketch_one``'s with ``sketch_size`` and ``below``, the taxon the lowest
+    common ancestor of the best of ``candidates`` targets that are close (module docstring).
 
     One pass per read, all in compiled code: sketch its windows, gather their features'
     locations straight from the table (no batch-wide arrays of features or of locations), sort
@@ -200,6 +219,8 @@ def classify_reads(text, offsets, lengths, k, codes, sketch_size, window, stride
         homes = np.empty(features.size, np.int64)
         counts = np.empty(features.size, np.int64)
         buffer = np.empty(4096, np.uint64)
+        best = np.empty(candidates, np.int64)
+        hits = np.empty(candidates, np.int64)
         for r in range(c * n_reads // chunks, (c + 1) * n_reads // chunks):
             n_windows = _window_count(lengths[r], k, window, stride)
             if n_windows * sketch_size > features.size:
@@ -210,7 +231,7 @@ def classify_reads(text, offsets, lengths, k, codes, sketch_size, window, stride
             for w in range(n_windows):
                 start = offsets[r] + w * stride
                 stop = min(start + window, offsets[r] + lengths[r])
-                n += _sketch_one(text, start, stop, k, codes, sketch_size, features[n:])
+                n += _sketch_one(text, start, stop, k, codes, sketch_size, below, features[n:])
             total = _count_locations(index, features, n, homes, counts)
             if total == 0:
                 continue
@@ -219,13 +240,14 @@ def classify_reads(text, offsets, lengths, k, codes, sketch_size, window, stride
             _copy_locations(index, features, n, homes, counts, buffer)
             locations = buffer[:total]
             _sort_small(locations)
-            t1, h1, t2, h2 = _best_two_targets(locations, 2 + lengths[r] // stride)
-            best_hits[r] = h1
-            if h1 < hits_min or t1 < 0:
+            _best_targets(locations, 2 + lengths[r] // stride, best, hits)
+            best_hits[r] = hits[0]
+            if hits[0] < hits_min or best[0] < 0:
                 continue
-            threshold = (h1 - hits_min) * diff_fraction if h1 > hits_min else 0.0
-            row = target_taxon[t1]
-            if t2 >= 0 and h2 > threshold:
-                row = lowest_common_ancestor(row, target_taxon[t2], parents, ranks)
+            threshold = (hits[0] - hits_min) * diff_fraction if hits[0] > hits_min else 0.0
+            row = target_taxon[best[0]]
+            for j in range(1, candidates):
+                if best[j] >= 0 and hits[j] > threshold:
+                    row = lowest_common_ancestor(row, target_taxon[best[j]], parents, ranks)
             taxon[r] = row
     return taxon, best_hits

@@ -2,14 +2,16 @@
 
 Build: every reference sequence is cut into windows (127 bases, a new one every 112, so
 neighbours share k - 1 bases and no k-mer is lost); each window's sketch (its 16 smallest
-distinct canonical 16-mer hashes, ``_sketch_kernels``) is stored as ``feature -> location``
+distinct canonical 16-mer hashes, or with ``sampling="fraction"`` every one below a bound that
+keeps 16 a window on average: ``_sketch_kernels``) is stored as ``feature -> location``
 pairs, a location being ``target << 32 | window``. The MultiMap keeps at most 254 locations per
 feature: a feature found in more windows than that says little about where a read comes from.
 
 Query: ``_sketch_kernels.classify_reads`` takes a batch of reads and the MultiMap's ref: each
 read is sketched the same way, its features' locations are gathered from the table, and the
 target with the most hits in a few adjacent windows wins if it has ``hits_min`` hits; the lowest
-common ancestor of the best two is reported when the second is close.
+common ancestor of it and the other close ones among the best ``candidates`` (two by default) is
+reported when there are any.
 """
 
 from __future__ import annotations
@@ -34,15 +36,47 @@ from .taxonomy import REPORT_CODES, Taxonomy
 READ_BATCH = 1 << 16
 
 
+#: the ways a window's features are chosen (``SketchParams.sampling``)
+SAMPLINGS = ("window", "fraction")
+
+
 @dataclass(frozen=True)
 class SketchParams:
-    """How sequences become features (MetaCache's defaults)."""
+    """How sequences become features (MetaCache's defaults).
+
+    ``sampling="window"`` keeps each window's ``sketch_size`` smallest feature hashes
+    (MetaCache's); ``"fraction"`` keeps every hash below ``hash_bound``, which a full window's
+    hashes are under ``sketch_size`` times on average. The second chooses a k-mer by the k-mer
+    alone, not by its window's other k-mers, so genomes that share a stretch share its
+    features whatever their windows' phase (``_sketch_kernels``).
+
+    >>> SketchParams(sampling="fraction").hash_bound / 2**32
+    0.142857...
+    """
 
     k: int = 16
     window: int = 127
     stride: int = 112
     sketch_size: int = 16
     max_locations: int = 254
+    sampling: str = "window"
+
+    @property
+    def features_per_window(self) -> int:
+        """The most features a window keeps: ``sketch_size``, or every k-mer of a full window
+        for ``fraction`` sampling."""
+        if self.sampling == "window":
+            return self.sketch_size
+        return self.window - self.k + 1
+
+    @property
+    def hash_bound(self) -> int:
+        """The largest feature hash kept: all of them for ``window`` sampling, else the one
+        that ``sketch_size`` of a full window's ``window - k + 1`` hashes are under."""
+        top = 2**32 - 1
+        if self.sampling == "window":
+            return top
+        return min(top, (self.sketch_size << 32) // (self.window - self.k + 1))
 
     def check(self) -> "SketchParams":
         for name in ("k", "window", "stride", "sketch_size", "max_locations"):
@@ -56,6 +90,8 @@ class SketchParams:
         if self.stride > self.window - self.k + 1:
             raise ValueError(f"stride={self.stride} must be at most window - k + 1 = "
                              f"{self.window - self.k + 1}, or k-mers between windows are lost")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"sampling={self.sampling!r} must be one of {SAMPLINGS}")
         return self
 
 
@@ -90,8 +126,9 @@ def sketch_sequences(sequences: list[str], params: SketchParams):
     text, offsets, lengths = _joined_text(sequences)
     starts, stops, owner, window = windows_of(lengths, offsets, params)
     features, counts = SK.sketch_windows(text, starts, stops, params.k, BASE_CODES,
-                                         params.sketch_size)
-    valid = np.arange(params.sketch_size) < counts[:, None]
+                                         params.features_per_window,
+                                         np.uint32(params.hash_bound))
+    valid = np.arange(features.shape[1]) < counts[:, None]
     return lengths, owner, window, features, counts, valid
 
 
@@ -202,13 +239,14 @@ class ReadClassifier:
     """
 
     def __init__(self, taxonomy: Taxonomy, params: SketchParams = SketchParams(), *,
-                 hits_min: int = 5, diff_fraction: float = 1.0):
+                 hits_min: int = 5, diff_fraction: float = 1.0, candidates: int = 2):
         if not isinstance(taxonomy, Taxonomy):
             raise TypeError(f"taxonomy must be a Taxonomy (Taxonomy.from_tsv(path)), not "
                             f"{type(taxonomy).__name__}")
         self.taxonomy = taxonomy
         self.params = params.check()
-        self.hits_min, self.diff_fraction = check_thresholds(hits_min, diff_fraction)
+        self.hits_min, self.diff_fraction, self.candidates = check_thresholds(
+            hits_min, diff_fraction, candidates)
         self.index = MultiMap("uint32", "uint64", max_values_per_key=params.max_locations,
                               device="cpu")
         self.target_names: list[str] = []
@@ -312,11 +350,11 @@ class ReadClassifier:
         # a read-only view of the table's arrays for the kernel to probe (``MultiMap.ref()``
         # would also take the write lock to make room in the side pool for inserts)
         index = make_ref(self.index)
-        return SK.classify_reads(text, offsets, lengths, p.k, BASE_CODES, p.sketch_size,
-                                 p.window, p.stride, index,
-                                 np.asarray(self.target_taxa, np.int64), t.parents, t.ranks,
-                                 self.hits_min, float(self.diff_fraction),
-                                 numba.get_num_threads())
+        return SK.classify_reads(text, offsets, lengths, p.k, BASE_CODES,
+                                 p.features_per_window, np.uint32(p.hash_bound), p.window,
+                                 p.stride, index, np.asarray(self.target_taxa, np.int64),
+                                 t.parents, t.ranks, self.hits_min, float(self.diff_fraction),
+                                 self.candidates, numba.get_num_threads())
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:
@@ -337,13 +375,14 @@ class ReadClassifier:
                     target_taxa=self.target_taxa, target_lengths=self.target_lengths,
                     locations_refused=self.locations_refused)
         params = dict(params=self.params.__dict__, hits_min=self.hits_min,
-                      diff_fraction=self.diff_fraction)
+                      diff_fraction=self.diff_fraction, candidates=self.candidates)
         return params, meta, (slots, side)
 
     @classmethod
     def _load_state(cls, params: dict, meta: dict, data: np.ndarray, *, device=None):
         rc = cls(Taxonomy.from_json(meta["taxonomy"]), SketchParams(**params["params"]),
-                 hits_min=params["hits_min"], diff_fraction=params["diff_fraction"])
+                 hits_min=params["hits_min"], diff_fraction=params["diff_fraction"],
+                 candidates=params.get("candidates", 2))  # (indexes saved before it: 2)
         geometry = meta["geometry"]
         rc.index = MultiMap(**dict(meta["index_params"], capacity=0), device="cpu")
         word = np.dtype(geometry["word"])
@@ -372,9 +411,19 @@ def check_read_ids(read_ids) -> None:
                          "id is a field of the per-read TSV)")
 
 
-def check_thresholds(hits_min, diff_fraction) -> tuple[int, float]:
+#: the most candidate targets a read's classification considers
+MAX_CANDIDATES = 16
+
+
+def check_thresholds(hits_min, diff_fraction, candidates=2) -> tuple[int, float, int]:
+    """``(hits_min, diff_fraction, candidates)`` checked: a positive integer, a number from 0
+    to 1, and an integer from 2 to ``MAX_CANDIDATES``."""
     if isinstance(hits_min, bool) or not isinstance(hits_min, (int, np.integer)) or hits_min < 1:
         raise ValueError(f"hits_min={hits_min!r} must be a positive integer")
     if not isinstance(diff_fraction, (int, float)) or not 0.0 <= diff_fraction <= 1.0:
         raise ValueError(f"diff_fraction={diff_fraction!r} must be a number from 0 to 1")
-    return int(hits_min), float(diff_fraction)
+    if (isinstance(candidates, bool) or not isinstance(candidates, (int, np.integer))
+            or not 2 <= candidates <= MAX_CANDIDATES):
+        raise ValueError(f"candidates={candidates!r} must be an integer from 2 to "
+                         f"{MAX_CANDIDATES}")
+    return int(hits_min), float(diff_fraction), int(candidates)

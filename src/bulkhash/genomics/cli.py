@@ -129,7 +129,7 @@ def add_classify_parsers(sub) -> None:
                        help="index only these reference files of the TSV (default: all)")
     build.add_argument("-o", "--output", required=True, metavar="INDEX",
                        help="where to write the index (bulkhash's file format)")
-    from .classify import SketchParams
+    from .classify import SAMPLINGS, SketchParams
 
     defaults = SketchParams()
     build.add_argument("--sketch-size", type=int, default=defaults.sketch_size, metavar="S",
@@ -141,6 +141,12 @@ def add_classify_parsers(sub) -> None:
     build.add_argument("--stride", type=int, default=defaults.stride, metavar="N",
                        help=f"bases from one window's start to the next (default "
                        f"{defaults.stride}; at most W - 15, so that no 16-mer is lost)")
+    build.add_argument("--sampling", choices=SAMPLINGS, default=defaults.sampling,
+                       help="how a window's features are chosen: 'window' keeps its S smallest "
+                       "hashes (MetaCache's, the default); 'fraction' keeps every hash below a "
+                       "bound that a full window's hashes are under S times on average, which "
+                       "picks the same features in every genome that shares a stretch of "
+                       "sequence and so tells close genomes apart better")
     query = commands.add_parser("query", help="classify reads against an index",
                                 description="Classify the reads of FASTA/FASTQ files. Writes "
                                 "PREFIX.tsv (read id, taxid, rank, hits, name per read) and "
@@ -154,9 +160,12 @@ def add_classify_parsers(sub) -> None:
                        help="fewer hits than N leaves a read unclassified (default: the "
                        "index's, 5)")
     query.add_argument("--diff-fraction", type=float, default=None, metavar="F",
-                       help="report the lowest common ancestor of the best two targets when "
-                       "the second has more than (best - hits-min) * F hits (default: the "
-                       "index's, 1.0)")
+                       help="report the lowest common ancestor of the best target and the "
+                       "other candidates with more than (best - hits-min) * F hits (default: "
+                       "the index's, 1.0)")
+    query.add_argument("--candidates", type=int, default=None, metavar="C",
+                       help="targets with the most hits that may join the lowest common "
+                       "ancestor (default: the index's, 2)")
 
 
 def run_build(args: argparse.Namespace, error) -> int:
@@ -166,7 +175,7 @@ def run_build(args: argparse.Namespace, error) -> int:
     started = time.perf_counter()
     try:
         params = SketchParams(sketch_size=args.sketch_size, window=args.window,
-                              stride=args.stride).check()
+                              stride=args.stride, sampling=args.sampling).check()
         taxonomy = Taxonomy.from_tsv(args.taxonomy)
         index = ReadClassifier.build(taxonomy, args.files or None, params=params)
     except (ValueError, ImportError) as err:
@@ -192,9 +201,9 @@ def run_query(args: argparse.Namespace, error) -> int:
         if not isinstance(index, ReadClassifier):
             error(f"{args.index} holds a {type(index).__name__}, not a classifier index: build "
                   "one with `bulkhash classify build`")
-        index.hits_min, index.diff_fraction = check_thresholds(
-            index.hits_min if args.hits_min is None else args.hits_min,
-            index.diff_fraction if args.diff_fraction is None else args.diff_fraction)
+        index.hits_min, index.diff_fraction, index.candidates = check_thresholds(*(
+            getattr(index, name) if getattr(args, name) is None else getattr(args, name)
+            for name in ("hits_min", "diff_fraction", "candidates")))
         loaded = time.perf_counter()
         result = index.classify_files(args.files)
     except (ValueError, ImportError, FormatError, OSError) as err:
