@@ -259,6 +259,10 @@ def test_reserve_copy_clear(layout):
     m.clear()
     assert len(m) == 0 and m.num_keys == 0 and host(m.keys()).size == 0
     assert host(c.get([1])[1]).tolist() == [1.5, 3.5, 9.0]
+    m.reserve(20000)  # an empty table: allocated, nothing gathered
+    assert m.capacity >= 20000 and len(m) == 0
+    m.insert([4, 4], [1.0, 2.0])
+    assert host(m.get([4])[1]).tolist() == [1.0, 2.0]
     with pytest.raises(ValueError, match="fixed table"):
         layout("uint64", "uint64", 4, growable=False).reserve(10)
 

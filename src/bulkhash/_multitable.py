@@ -173,13 +173,14 @@ class MultiTable:
         ``more_rows``: the rows ran out before the pairs did (keys with fewer values than
         ``values_per_slot``): reserve twice the rows used."""
         capacity = max(capacity, len(self))
-        keys, values = self.dump()
+        # (an empty table, as when reserving before filling: nothing to gather and re-insert)
+        keys, values = self.dump() if len(self) else (None, None)
         side_capacity = self.side.shape[1]
         rows_needed = 2 * self._read(M.ROWS) if more_rows else 0
         generation = self._read(M.GENERATION)
         self._allocate(max(capacity, rows_needed * self.values_per_slot), side_capacity)
         self.state[M.GENERATION] = generation + 1
-        if keys.size:
+        if keys is not None and keys.size:
             _, tally = self._insert(keys, values, -1)
             assert tally[M.FULL] == 0, "a rebuilt table could not take its own pairs"
 
