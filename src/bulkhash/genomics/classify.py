@@ -228,6 +228,23 @@ class Classification:
 class ReadClassifier:
     """A MetaCache-style classifier: reference windows' sketches in a ``MultiMap``.
 
+    Parameters
+    ----------
+    taxonomy : Taxonomy
+        The strains and species; ``build`` indexes its reference files.
+    params : SketchParams
+        How windows become features (MetaCache's defaults; ``sampling="fraction"`` tells close
+        genomes apart better).
+    hits_min : int
+        A read with fewer hits in its best target is left unclassified (default 5).
+    diff_fraction : float
+        A candidate joins the lowest common ancestor when it has more than
+        ``(best - hits_min) * diff_fraction`` hits (default 1.0, MetaCache's).
+    candidates : int
+        How many of the best targets may join it (2-16, default 2: the best two).
+
+    The three thresholds apply to queries only; ``bulkhash classify query`` can set them per run.
+
     >>> from bulkhash.genomics import ReadClassifier, Taxonomy, example_path, read_records
     >>> tax = Taxonomy.from_rows([(example_path().name, 700, "Escherichia virus Lambda",
     ...                            "lambda")], example_path().parent)
