@@ -17,8 +17,9 @@ hashes of its canonical k-mers (k = 16 fits a k-mer in 32 bits), chosen in one o
   the k-mer alone, so a shared stretch yields the same features in every genome that has it, and
   a difference in hits between two genomes is a difference in their sequence.
 
-Either way the sketch is kept sorted in a small array: a new hash is compared with the largest
-kept one first, and once the array is full nearly every hash stops there.
+Either way the kept hashes are sorted in a small array, a repeat skipped. With window sampling a
+new hash is compared with the largest kept one first, and once the array is full nearly every
+hash stops there; with fraction sampling most stop at the bound.
 
 Scoring
 -------

@@ -2,7 +2,7 @@
 
 Build: every reference sequence is cut into windows (127 bases, a new one every 112, so
 neighbours share k - 1 bases and no k-mer is lost); each window's sketch (its 16 smallest
-distinct canonical 16-mer hashes, or with ``sampling="fraction"`` every one below a bound that
+distinct canonical 16-mer hashes, or with ``sampling="fraction"`` every one up to a bound that
 keeps 16 a window on average: ``_sketch_kernels``) is stored as ``feature -> location``
 pairs, a location being ``target << 32 | window``. The MultiMap keeps at most 254 locations per
 feature: a feature found in more windows than that says little about where a read comes from.
@@ -45,7 +45,7 @@ class SketchParams:
     """How sequences become features (MetaCache's defaults).
 
     ``sampling="window"`` keeps each window's ``sketch_size`` smallest feature hashes
-    (MetaCache's); ``"fraction"`` keeps every hash below ``hash_bound``, which a full window's
+    (MetaCache's); ``"fraction"`` keeps every hash up to ``hash_bound``, which a full window's
     hashes are under ``sketch_size`` times on average. The second chooses a k-mer by the k-mer
     alone, not by its window's other k-mers, so genomes that share a stretch share its
     features whatever their windows' phase (``_sketch_kernels``).
