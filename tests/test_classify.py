@@ -130,7 +130,7 @@ def test_fraction_sampling_picks_kmers_whatever_the_window_phase(phase):
         kept = set(features[valid].tolist())
         shared = {h for h in feature_hashes(text[phase:], p.k) if h <= p.hash_bound}
         if sampling == "fraction":
-            assert shared <= kept and len(kept) == len(set(features[valid].tolist()))
+            assert shared <= kept and features[valid].size == len(kept)  # each k-mer once
             assert kept == {h for h in feature_hashes(text, p.k) if h <= p.hash_bound}
             assert len(kept) == pytest.approx(p.sketch_size * len(text) / p.stride, rel=0.2)
         else:
