@@ -357,6 +357,43 @@ def test_report_and_tsv_agree_with_the_per_read_results(references, tmp_path):
     assert by_taxid[200001][5] == "    beta"  # indented two spaces a level
 
 
+def same_locations(a: ReadClassifier, b: ReadClassifier) -> None:
+    """Both indexes give every feature the same locations, in the same order."""
+    features = np.unique(np.concatenate([a.index.items()[0], b.index.items()[0]]))
+    for got, want in zip(a.index.get(features), b.index.get(features)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_references_added_after_a_load_and_indexes_saved_as_a_multimap(references, tmp_path):
+    folder, genomes = references
+    taxonomy = Taxonomy.from_tsv(folder / "taxonomy.tsv")
+    refs = taxonomy.references
+    whole = ReadClassifier.build(taxonomy)
+    ReadClassifier.build(taxonomy, [r.path for r in refs[:2]]).save(tmp_path / "part.bhc")
+    grown = bulkhash.load(tmp_path / "part.bhc", mmap=True)
+    for ref in refs[2:]:  # the MultiMap is rebuilt from the loaded index, then condensed again
+        grown.add_reference(ref.path, ref.taxon)
+    same_locations(grown, whole)
+    assert grown.target_names == whole.target_names
+    reads = reads_from(np.random.default_rng(6), genomes["beta.fa.gz"], 30)
+    ids = [str(i) for i in range(len(reads))]
+    np.testing.assert_array_equal(grown.classify(ids, reads).taxa, whole.classify(ids, reads).taxa)
+
+    # a file as bulkhash wrote it before the LocationIndex: the MultiMap's arrays verbatim
+    multimap = whole.index.to_multimap(whole.params.max_locations)
+    geometry, slots, side = multimap._table.snapshot()
+    params, meta, _ = whole._save_state()
+    del meta["location_index"]
+    meta.update(index_params=multimap._params(), geometry=geometry)
+    parts = [np.ascontiguousarray(a).reshape(-1).view(np.uint8) for a in (slots, side)]
+    bulkhash.io._write(tmp_path / "old.bhc", dict(
+        cls="ReadClassifier", params=params, meta=meta, dtype="uint8",
+        shape=[sum(p.size for p in parts)]), parts)
+    old = bulkhash.load(tmp_path / "old.bhc")
+    same_locations(old, whole)
+    np.testing.assert_array_equal(old.classify(ids, reads).taxa, whole.classify(ids, reads).taxa)
+
+
 def test_save_load_and_the_commands(references, tmp_path, capsys):
     folder, genomes = references
     index = tmp_path / "index.bhc"
@@ -366,7 +403,7 @@ def test_save_load_and_the_commands(references, tmp_path, capsys):
     rc = bulkhash.load(index)
     assert isinstance(rc, ReadClassifier) and len(rc.target_names) == 5
     fresh = ReadClassifier.build(Taxonomy.from_tsv(folder / "taxonomy.tsv"))
-    features = np.unique(fresh.index.keys())
+    features = np.unique(fresh.index.items()[0])
     for got, want in zip(rc.index.get(features), fresh.index.get(features)):
         np.testing.assert_array_equal(got, want)  # the same locations, in the same order
     mapped = bulkhash.load(index, mmap=True)  # the index's arrays mapped, not read

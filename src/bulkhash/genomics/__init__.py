@@ -7,6 +7,7 @@ Public names:
 * ``encode_kmers``, ``decode_kmers``, ``reverse_complement`` -- k-mers <-> 64-bit codes
 * ``read_kmer_tsv`` -- read a k-mer count dump (``write_tsv``'s or ``jellyfish dump -c``)
 * ``ReadClassifier`` -- MetaCache's read classifier on a ``MultiMap``: build, classify, save
+* ``LocationIndex`` -- its query index: feature -> a run of locations in one array
 * ``Classification`` -- its per-read results, TSV and ``kraken2 --report``-style report
 * ``SketchParams`` -- k, window, stride, sketch size, locations per feature
 * ``Taxonomy`` -- root -> species -> strain from a TSV of reference files
@@ -21,9 +22,10 @@ tqdm). The command line: ``bulkhash kmers count --help``, ``bulkhash classify --
 from .classify import Classification, ReadClassifier, SketchParams
 from .kmers import (KmerCounts, count_kmers, decode_kmers, encode_kmers, read_kmer_tsv,
                     reverse_complement)
+from .locations import LocationIndex
 from .sequences import SequenceFileError, example_path, read_records
 from .taxonomy import Taxonomy
 
-__all__ = ["Classification", "KmerCounts", "ReadClassifier", "SequenceFileError",
+__all__ = ["Classification", "KmerCounts", "LocationIndex", "ReadClassifier", "SequenceFileError",
            "SketchParams", "Taxonomy", "count_kmers", "decode_kmers", "encode_kmers",
            "example_path", "read_kmer_tsv", "read_records", "reverse_complement"]

@@ -6,9 +6,12 @@ distinct canonical 16-mer hashes, or with ``sampling="fraction"`` every one up t
 keeps 16 a window on average: ``_sketch_kernels``) is stored as ``feature -> location``
 pairs, a location being ``target << 32 | window``. The MultiMap keeps at most 254 locations per
 feature: a feature found in more windows than that says little about where a read comes from.
+Once the references are in, the MultiMap's pairs are condensed into a ``LocationIndex`` (a
+HashMap from each feature to its run of locations in one array), as MetaCache-GPU condenses its
+build table into a query table: a lookup is then one probe and one run (``locations``).
 
-Query: ``_sketch_kernels.classify_reads`` takes a batch of reads and the MultiMap's ref: each
-read is sketched the same way, its features' locations are gathered from the table, and the
+Query: ``_sketch_kernels.classify_reads`` takes a batch of reads and the LocationIndex: each
+read is sketched the same way, its features' locations are gathered from the index, and the
 target with the most hits in a few adjacent windows wins if it has ``hits_min`` hits; the lowest
 common ancestor of it and the other close ones among the best ``candidates`` (two by default) is
 reported when there are any.
@@ -25,10 +28,11 @@ import numba
 import numpy as np
 
 from ..multimap import MultiMap
-from ..multimap_refs import make_ref
+from ..refs import make_ref
 from . import _sketch_kernels as SK
 from . import _text_kernels as TK
 from ._kmer_kernels import BASE_CODES
+from .locations import MAX_RUN, LocationIndex
 from .sequences import check_paths, dnaio_records, joined
 from .taxonomy import REPORT_CODES, Taxonomy
 
@@ -90,6 +94,8 @@ class SketchParams:
         if self.stride > self.window - self.k + 1:
             raise ValueError(f"stride={self.stride} must be at most window - k + 1 = "
                              f"{self.window - self.k + 1}, or k-mers between windows are lost")
+        if self.max_locations > MAX_RUN:
+            raise ValueError(f"max_locations={self.max_locations} must be at most {MAX_RUN}")
         if self.sampling not in SAMPLINGS:
             raise ValueError(f"sampling={self.sampling!r} must be one of {SAMPLINGS}")
         return self
@@ -226,7 +232,8 @@ class Classification:
 
 
 class ReadClassifier:
-    """A MetaCache-style classifier: reference windows' sketches in a ``MultiMap``.
+    """A MetaCache-style classifier: reference windows' sketches in a ``MultiMap``, queried
+    through the ``LocationIndex`` it condenses into (``index``).
 
     Parameters
     ----------
@@ -264,8 +271,11 @@ class ReadClassifier:
         self.params = params.check()
         self.hits_min, self.diff_fraction, self.candidates = check_thresholds(
             hits_min, diff_fraction, candidates)
-        self.index = MultiMap("uint32", "uint64", max_values_per_key=params.max_locations,
-                              device="cpu")
+        # exactly one of the two holds the index: the MultiMap while references come in, the
+        # LocationIndex once a query (or ``compact``, or saving) needs it
+        self._building: MultiMap | None = MultiMap(
+            "uint32", "uint64", max_values_per_key=params.max_locations, device="cpu")
+        self._index: LocationIndex | None = None
         self.target_names: list[str] = []
         self.target_taxa: list[int] = []
         self.target_lengths: list[int] = []
@@ -297,12 +307,26 @@ class ReadClassifier:
         return rc
 
     def compact(self) -> None:
-        """Rebuild the index at the size its locations need. Growing by doubling as references
-        come in leaves up to half the rows empty, and the saved file holds the rows verbatim:
-        on the shared references, 339 MB before, 280 MB after, for 0.5 s once."""
-        table = self.index._table
-        with table.lock.writing():
-            table.resize(len(table))
+        """Condense the references added so far into the query index (``build`` does it once
+        the references are in; queries and ``save`` do it when references were added since).
+        The MultiMap is then dropped: ``add_reference`` rebuilds it from the index."""
+        if self._index is None:
+            pairs = self._building.items()
+            self._building = None  # (freed before the index is made: a lower peak of memory)
+            self._index = LocationIndex.from_pairs(*pairs)
+
+    @property
+    def index(self) -> LocationIndex:
+        """The query index: each feature's locations (``target << 32 | window``)."""
+        self.compact()
+        return self._index
+
+    def _multimap(self) -> MultiMap:
+        """The MultiMap references go into (rebuilt from the query index after ``compact``)."""
+        if self._building is None:
+            self._building = self._index.to_multimap(self.params.max_locations)
+            self._index = None
+        return self._building
 
     def add_reference(self, path: str | os.PathLike, taxon: int) -> None:
         """Index every sequence of the FASTA/FASTQ file ``path`` as a target of taxon row
@@ -317,7 +341,7 @@ class ReadClassifier:
             np.uint64)
         keys = features[valid]
         values = np.broadcast_to(locations[:, None], features.shape)[valid]
-        result = self.index.insert(keys, values)
+        result = self._multimap().insert(keys, values)
         self.locations_refused += result.max_values_reached
         self.target_names += names
         self.target_taxa += [int(taxon)] * len(names)
@@ -364,12 +388,11 @@ class ReadClassifier:
         p = self.params
         text, offsets, lengths = _joined_text(sequences)
         t = self.taxonomy
-        # a read-only view of the table's arrays for the kernel to probe (``MultiMap.ref()``
-        # would also take the write lock to make room in the side pool for inserts)
-        index = make_ref(self.index)
+        index = self.index
         return SK.classify_reads(text, offsets, lengths, p.k, BASE_CODES,
                                  p.features_per_window, np.uint32(p.hash_bound), p.window,
-                                 p.stride, index, np.asarray(self.target_taxa, np.int64),
+                                 p.stride, make_ref(index.features), index.locations,
+                                 np.asarray(self.target_taxa, np.int64),
                                  t.parents, t.ranks, self.hits_min, float(self.diff_fraction),
                                  self.candidates, numba.get_num_threads())
 
@@ -381,32 +404,33 @@ class ReadClassifier:
         save(self, path)
 
     def _save_state(self):
-        # the MultiMap's arrays verbatim (CPU layout), not its pairs: loading then inserts
-        # nothing (1.2 s for the 8.7M locations of the shared references), and
+        # the query index's arrays verbatim, not its pairs: loading then inserts nothing, and
         # ``bulkhash.load(path, mmap=True)`` maps the index without reading it
-        table = self.index._table
-        with table.lock.reading():
-            geometry, slots, side = table.snapshot()
-        meta = dict(index_params=self.index._params(), geometry=geometry,
-                    taxonomy=self.taxonomy.to_json(), target_names=self.target_names,
+        geometry, arrays = self.index.snapshot()
+        meta = dict(location_index=geometry, taxonomy=self.taxonomy.to_json(), target_names=self.target_names,
                     target_taxa=self.target_taxa, target_lengths=self.target_lengths,
                     locations_refused=self.locations_refused)
         params = dict(params=self.params.__dict__, hits_min=self.hits_min,
                       diff_fraction=self.diff_fraction, candidates=self.candidates)
-        return params, meta, (slots, side)
+        return params, meta, arrays
 
     @classmethod
     def _load_state(cls, params: dict, meta: dict, data: np.ndarray, *, device=None):
         rc = cls(Taxonomy.from_json(meta["taxonomy"]), SketchParams(**params["params"]),
                  hits_min=params["hits_min"], diff_fraction=params["diff_fraction"],
                  candidates=params.get("candidates", 2))  # (indexes saved before it: 2)
-        geometry = meta["geometry"]
-        rc.index = MultiMap(**dict(meta["index_params"], capacity=0), device="cpu")
-        word = np.dtype(geometry["word"])
         raw = data.reshape(-1).view(np.uint8)
-        split = int(np.prod(geometry["slots_shape"])) * word.itemsize
-        rc.index._table.adopt(geometry, raw[:split].view(word).reshape(geometry["slots_shape"]),
-                              raw[split:].view(word).reshape(geometry["side_shape"]))
+        if "location_index" in meta:
+            rc._index = LocationIndex.adopt(meta["location_index"], raw)
+            rc._building = None
+        else:  # saved before the LocationIndex: the MultiMap's arrays
+            geometry = meta["geometry"]
+            rc._building = MultiMap(**dict(meta["index_params"], capacity=0), device="cpu")
+            word = np.dtype(geometry["word"])
+            split = int(np.prod(geometry["slots_shape"])) * word.itemsize
+            rc._building._table.adopt(
+                geometry, raw[:split].view(word).reshape(geometry["slots_shape"]),
+                raw[split:].view(word).reshape(geometry["side_shape"]))
         rc.target_names = meta["target_names"]
         rc.target_taxa = meta["target_taxa"]
         rc.target_lengths = meta["target_lengths"]
