@@ -407,9 +407,9 @@ class ReadClassifier:
         # the query index's arrays verbatim, not its pairs: loading then inserts nothing, and
         # ``bulkhash.load(path, mmap=True)`` maps the index without reading it
         geometry, arrays = self.index.snapshot()
-        meta = dict(location_index=geometry, taxonomy=self.taxonomy.to_json(), target_names=self.target_names,
-                    target_taxa=self.target_taxa, target_lengths=self.target_lengths,
-                    locations_refused=self.locations_refused)
+        meta = dict(location_index=geometry, taxonomy=self.taxonomy.to_json(),
+                    target_names=self.target_names, target_taxa=self.target_taxa,
+                    target_lengths=self.target_lengths, locations_refused=self.locations_refused)
         params = dict(params=self.params.__dict__, hits_min=self.hits_min,
                       diff_fraction=self.diff_fraction, candidates=self.candidates)
         return params, meta, arrays
