@@ -164,6 +164,7 @@ def test_windows_cover_every_kmer_once_per_stride():
     (dict(stride=113), "stride=113 must be at most window - k \\+ 1 = 112"),
     (dict(sketch_size=True), "sketch_size=True must be a positive integer"),
     (dict(sampling="minimizer"), "sampling='minimizer' must be one of \\('window', 'fraction'\\)"),
+    (dict(max_locations=2**24), "max_locations=16777216 must be at most 16777215"),
 ])
 def test_bad_sketch_params(bad, message):
     with pytest.raises(ValueError, match=message):

@@ -126,6 +126,7 @@ class LocationIndex:
 
     @property
     def nbytes(self) -> int:
+        """Bytes of the HashMap and the locations."""
         return self.features.nbytes + self.locations.nbytes
 
     # ------------------------------------------------------------------ persistence
