@@ -40,13 +40,13 @@ from .._cpu import kernels as K
 from .._cpu.intrinsics import prefetch
 from ..hashing import fmix64
 from ._kmer_kernels import INVALID
-from .locations import COUNT_BITS
+from .locations import COUNT_BITS, MAX_RUN
 from .taxonomy import lowest_common_ancestor
 
 _WINDOW_SHIFT = np.uint64(32)
 _WINDOW_MASK = np.uint64(0xFFFFFFFF)
 _RUN_START_SHIFT = np.uint64(COUNT_BITS)
-_RUN_COUNT_MASK = np.uint64((1 << COUNT_BITS) - 1)
+_RUN_COUNT_MASK = np.uint64(MAX_RUN)
 
 
 @njit(inline="always", cache=True, nogil=True)
@@ -172,6 +172,12 @@ def _window_count(length, k, window, stride):
 
 
 @njit(inline="always", cache=True, nogil=True)
+def _unpack_run(run):
+    """``(start, count)`` of a run packed as ``locations.pack_runs`` packs it."""
+    return np.int64(run >> _RUN_START_SHIFT), np.int64(run & _RUN_COUNT_MASK)
+
+
+@njit(inline="always", cache=True, nogil=True)
 def _find_runs(features_table, locations, features, n, homes, runs):
     """Each of the ``n`` features' run of locations (packed as ``locations.pack_runs``; 0 for
     a feature the index lacks) into ``runs``; returns how many locations they hold in all.
@@ -189,9 +195,9 @@ def _find_runs(features_table, locations, features, n, homes, runs):
         row = K.find_slot(table.slots, table.n_buckets, table.bucket_size, table.tomb,
                           table.state, features[j], homes[j])
         runs[j] = table.slots[row, 1] if row >= 0 else np.uint64(0)
-        count = np.int64(runs[j] & _RUN_COUNT_MASK)
+        start, count = _unpack_run(runs[j])
         if count:
-            prefetch(locations, np.int64(runs[j] >> _RUN_START_SHIFT))
+            prefetch(locations, start)
         total += count
     return total
 
@@ -201,8 +207,7 @@ def _copy_runs(locations, runs, n, out):
     """The locations of the ``n`` runs, one after another, into ``out``."""
     at = 0
     for j in range(n):
-        start = np.int64(runs[j] >> _RUN_START_SHIFT)
-        count = np.int64(runs[j] & _RUN_COUNT_MASK)
+        start, count = _unpack_run(runs[j])
         for i in range(count):
             out[at + i] = locations[start + i]
         at += count
