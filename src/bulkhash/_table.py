@@ -58,6 +58,9 @@ class OpenTable:
         self.tomb = np.uint64(np.iinfo(self.word).max)
         self.lock = ReadWriteLock()
         self.state = self.backend.new_state()
+        #: what the backend derives from the slots and keeps while no key is placed (the CPU's
+        #: reach map, ``_cpu.backend.CpuBackend._reach_map``); None until it builds one
+        self.derived = None
         self._allocate(capacity)
 
     # ---------------------------------------------------------------- storage
@@ -83,6 +86,7 @@ class OpenTable:
         """Take over arrays restored by ``load`` (host arrays, possibly memory-mapped)."""
         self.slots = self.backend.from_host(slots)
         self.n_buckets, self.capacity = n_buckets, capacity
+        self.derived = None
         self.state[:] = state
         self.state[K.CAPACITY] = capacity
 

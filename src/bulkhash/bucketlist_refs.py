@@ -287,6 +287,7 @@ def _key_id(t, k, claim):
                     cas(slots, 2 * row + 1, pending, v)
                     return np.int64(NO_ROOM)
                 cas(slots, 2 * row, zero, word(k))
+                atomic_add(t.index_state, K.PLACED, 1)  # (a reach map of the index is stale)
                 cas(slots, 2 * row + 1, pending, word(kid))
                 return kid
         b = next_bucket(b, t.n_buckets)

@@ -57,6 +57,12 @@ def release_memory(arr: np.ndarray) -> None:
 
 _MADV_DONTNEED = 4
 
+#: A table's reach map is built once its lookups since the last new key reach this share of its
+#: slots, if at least ``REACH_FROM_LOAD`` of its slots are taken (``CpuBackend._reach_map``).
+REACH_AFTER_LOOKUPS = 0.125
+REACH_FROM_LOAD = 0.7
+_NO_REACH = np.empty(0, np.uint8)
+
 
 @functools.cache
 def _libc():
@@ -143,10 +149,36 @@ class CpuBackend:
     def lookup(self, t, keys, default_word, want_values: bool, want_found: bool):
         found = np.empty(keys.size if want_found else 0, np.bool_)
         values = np.empty(keys.size if want_values else 0, t.word)
+        reach = self._reach_map(t, keys.size)
         with kernel_gate():
-            K.lookup(*self._args(t), keys, t.word.type(default_word), values, found,
+            K.lookup(*self._args(t), keys, t.word.type(default_word), values, found, reach,
                      numba.get_num_threads())
         return values, found
+
+    def _reach_map(self, t, batch: int) -> np.ndarray:
+        """The table's reach map (``kernels.build_reach``: how far a miss must look), or an
+        empty array while it does not pay.
+
+        It is kept in ``t.derived`` with the ``(GENERATION, PLACED)`` state it was built from,
+        and built once lookups since the last new key add up to ``REACH_AFTER_LOOKUPS`` of
+        the slots (building reads every slot once, about what looking up that many keys
+        costs), in a table at least ``REACH_FROM_LOAD`` full (emptier, misses end near home
+        anyway). A new map is a new array: a lookup on another thread keeps the one it has."""
+        version = (int(t.state[K.GENERATION]), int(t.state[K.PLACED]))
+        memo = t.derived
+        current = memo is not None and memo[0] == version
+        looked_up, reach = (memo[1], memo[2]) if current else (0, None)
+        if reach is None:
+            looked_up += batch
+            occupied = len(t) + int(t.state[K.TOMBSTONES])
+            if (looked_up >= REACH_AFTER_LOOKUPS * t.n_slots
+                    and occupied >= REACH_FROM_LOAD * t.n_slots):
+                reach = np.empty(t.n_buckets, np.uint8)
+                with kernel_gate():
+                    K.build_reach(t.slots, t.n_buckets, t.bucket_size, np.uint64(t.seed), t.tomb,
+                                  reach, numba.get_num_threads())
+            t.derived = (version, looked_up, reach)
+        return _NO_REACH if reach is None else reach
 
     def collect(self, t, want_values: bool, value_bytes: int | None = None):
         n = len(t)

@@ -20,7 +20,10 @@ One C-contiguous 2-D array of unsigned words, ``slots[n_slots + 2, words_per_slo
   with a presence flag in ``state``. Reserved keys are the library's problem, not the user's.
 
 Probe sequence: linear over buckets (``bulkhash.probing``). Within a bucket, slots fill in order,
-so a lookup may stop at the first empty slot it meets.
+so a lookup may stop at the first empty slot it meets -- or, in a bulk lookup, as soon as it has
+looked as far from home as any key of its home bucket went: a byte per bucket, the *reach map*,
+built from the slots when lookups outnumber a share of them (see "the reach map" below). At load
+0.9 that cuts a miss from 13 lines to 3.6 (uint64 keys).
 
 Every parallel kernel takes ``nthreads`` (``numba.get_num_threads()``) from its caller: calling
 that inside a kernel embeds a runtime address and Numba then refuses to cache the kernel on disk.
@@ -81,6 +84,7 @@ HAS_TOMB_KEY = 3  # key word ~0 is stored in row n_slots + 1
 CAPACITY = 4  # keys the table may hold before it must grow (refs check it)
 GENERATION = 5  # bumped whenever the slot array is replaced (stale refs detect it)
 REF_FAILED = 6  # inserts through a ref that found no room
+PLACED = 7  # keys ever placed in a bucket slot: a new value means a reach map may be stale
 STATE_LEN = 8
 
 # --- what a mutation does to each key ------------------------------------------------------------
@@ -520,11 +524,74 @@ def mutate(slots, n_buckets, bsize, seed, tomb, state, keys, values, action, op,
             tally[c] += tally_per_part[p, c]
     state[SIZE] += added
     state[TOMBSTONES] += tomb_delta
+    if added > 0:  # (an upsert only adds, an erase only removes)
+        state[PLACED] += added
+
+
+# ================================================================================================
+# the reach map: where a miss may stop
+# ================================================================================================
+# A miss reads buckets until one has an empty slot. Linear probing gathers keys into runs of full
+# buckets, and at load 0.9 a miss walks 13 lines on average (uint64 keys; 1064 at load 0.99),
+# although most keys sit within a bucket or two of home. The reach map keeps, per home bucket,
+# how far its furthest key went: ``reach[h]`` is the largest ``(bucket - h) mod n_buckets`` of
+# any key stored with home ``h`` (REACH_UNBOUNDED from 255 on: probe to an empty slot, as
+# without a map). A lookup that has looked at ``h .. h + reach[h]`` without finding its key may
+# stop there: at load 0.9 a miss then reads 3.6 lines instead of 13.
+#
+# The map is a byte per bucket (14 MB beside an 889 MB table of 50M uint64 keys: it stays in the
+# last-level cache) and is derived, not maintained: ``build_reach`` makes it in one sequential
+# pass over the slots, and the table keeps it for as long as ``state[PLACED]`` and
+# ``state[GENERATION]`` say no key has been placed since (erasing only shortens probes, so an
+# old map stays a safe bound). Every writer of a new key bumps PLACED: ``mutate``, ``ref_upsert``
+# and the BucketListMap index's refs. Inserts never read the map: a new key needs the first free
+# slot anyway, which is where a miss would stop.
+
+REACH_UNBOUNDED = 255
+
+
+@njit(cache=True, nogil=True)
+def _reach_of_range(slots, n_buckets, bsize, seed, tomb, reach, lo, hi):
+    """``reach[h]`` for the home buckets ``h`` in ``[lo, hi)``: a scan of buckets ``lo ..
+    hi - 1`` and on, past ``hi``, to the end of the run of full buckets that crosses it (a key of
+    this range can sit no further: every bucket between a key's home and its own is full).
+    Keys met there with a home outside the range are another part's, so no two parts write
+    the same byte."""
+    for h in range(lo, hi):
+        reach[h] = 0
+    b = np.int64(lo)
+    for step in range(n_buckets):
+        any_empty = False
+        for j in range(bsize):
+            w = np.uint64(slots[np.uint64(b * bsize + j), 0])
+            any_empty |= w == 0
+            home = bucket_of(w, n_buckets, seed, tomb)  # -1 for an empty slot or a tombstone
+            if lo <= home < hi:
+                d = b - home if b >= home else b + n_buckets - home
+                if d > reach[home]:
+                    reach[home] = min(d, REACH_UNBOUNDED)
+        if any_empty and step >= hi - lo - 1:
+            return
+        b = next_bucket(b, n_buckets)
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def build_reach(slots, n_buckets, bsize, seed, tomb, reach, nthreads):
+    """Fill ``reach`` (uint8, one per bucket) from the keys as they stand (see above)."""
+    parts = min(nthreads, n_buckets)
+    for p in prange(parts):
+        _reach_of_range(slots, n_buckets, bsize, seed, tomb, reach, p * n_buckets // parts,
+                        (p + 1) * n_buckets // parts)
+
+
+# ================================================================================================
+# bulk lookups
+# ================================================================================================
 
 
 @njit(cache=True, nogil=True)
 def _lookup_stripes(slots, n_buckets, bsize, seed, tomb, state, keys, default, out_values,
-                    out_found, part, parts):
+                    out_found, reach, part, parts):
     """``lookup`` of the keys in stripes ``part, part + parts, part + 2 * parts, ...``, probed
     block by block, in waves.
 
@@ -536,8 +603,14 @@ def _lookup_stripes(slots, n_buckets, bsize, seed, tomb, state, keys, default, o
     one transparent huge page, so two threads do not queue on the fault of the same fresh page
     (3-5% of a ``get``)."""
     n = keys.size
+    has_reach = reach.size > 0
+    # Reading the map costs a hit that left home a cache miss of its own (14% of a lookup of
+    # 50M stored keys at load 0.9, measured), so a block reads it only after a block in which
+    # at least a quarter of the keys were absent.
+    use_reach = has_reach
     pending = np.empty(BLOCK, np.int64)  # key index
     bucket = np.empty(BLOCK, np.int64)  # the bucket its probe looks at next
+    steps_left = np.empty(BLOCK, np.int64)  # buckets from that one on it may still look at
     for stripe in range(part * STRIPE, n, parts * STRIPE):
         for first in range(stripe, min(n, stripe + STRIPE), BLOCK):
             stop = min(n, first + BLOCK)
@@ -553,6 +626,7 @@ def _lookup_stripes(slots, n_buckets, bsize, seed, tomb, state, keys, default, o
                 reserved += (k == 0) | (k == tomb)
             for j in range(min(m, PREFETCH_DISTANCE)):  # the first keys' buckets
                 _prefetch_bucket(slots, bucket[j])
+            absent = 0
             for wave in range(MAX_WAVES):
                 left = 0
                 for j in range(m):
@@ -560,16 +634,30 @@ def _lookup_stripes(slots, n_buckets, bsize, seed, tomb, state, keys, default, o
                         _prefetch_bucket(slots, bucket[j + PREFETCH_DISTANCE])
                     i = np.uint64(pending[j])  # (unsigned: see scan_bucket)
                     b = bucket[j]
-                    row, _, empty = scan_bucket(slots, b, np.uint64(keys[i]), tomb)
+                    row, empty = np.int64(-1), True  # (the reach map says: not further on)
+                    if wave == 0 or steps_left[j] > 0:
+                        row, _, empty = scan_bucket(slots, b, np.uint64(keys[i]), tomb)
                     if row < 0 and not empty:
+                        # Home full, key not there: the reach map, read only now (most keys are
+                        # answered by their home bucket alone) and acted on only in the next
+                        # wave (no branch waits for the load), says how far the probe may go.
+                        if wave > 0:
+                            steps = steps_left[j] - 1
+                        elif use_reach:
+                            r = np.int64(reach[np.uint64(b)])
+                            steps = r if r != REACH_UNBOUNDED else np.int64(n_buckets)
+                        else:
+                            steps = np.int64(n_buckets)
                         b = next_bucket(b, n_buckets)
                         _prefetch_bucket(slots, b)
                         pending[left] = i
                         bucket[left] = b
+                        steps_left[left] = steps
                         left += 1
                         continue
                     # _answer, written out: an inlined helper that takes the output arrays and
                     # branches costs a reference-count pair on them per key (see the note above)
+                    absent += row < 0
                     if out_found.size > 0:
                         out_found[i] = row >= 0
                     if out_values.size > 0:
@@ -577,6 +665,7 @@ def _lookup_stripes(slots, n_buckets, bsize, seed, tomb, state, keys, default, o
                 m = left
                 if m == 0:
                     break
+            use_reach = has_reach and 4 * absent >= stop - first
             # The rare keys kept out of the waves' loops (so that those stay small): probes longer
             # than MAX_WAVES buckets, then the reserved key words, which live in special rows.
             for j in range(m):
@@ -601,13 +690,14 @@ def _answer(slots, row, default, out_values, out_found, i):
 
 @njit(parallel=True, nogil=True, cache=True)
 def lookup(slots, n_buckets, bsize, seed, tomb, state, keys, default, out_values, out_found,
-           nthreads):
+           reach, nthreads):
     """For each key: whether it is present (``out_found[i]``) and its value bits (``default``
-    where absent) into ``out_values[i]``; either output may be empty to skip it."""
+    where absent) into ``out_values[i]``; either output may be empty to skip it. ``reach``: the
+    table's current reach map (``build_reach``), or an empty array to probe without one."""
     parts = 1 if keys.size < _SERIAL_BELOW else nthreads
     for part in prange(parts):
         _lookup_stripes(slots, n_buckets, bsize, seed, tomb, state, keys, default, out_values,
-                        out_found, part, parts)
+                        out_found, reach, part, parts)
 
 
 @njit(parallel=True, nogil=True, cache=True)
@@ -854,6 +944,7 @@ def ref_upsert(slots, state, n_buckets, bsize, seed, tomb, key, value, op, kind,
                 seen = np.uint64(cas(flat, row * words, word(0), word(k)))
                 if seen == 0:
                     atomic_add(state, SIZE, 1)
+                    atomic_add(state, PLACED, 1)
                     # Other threads may already be combining into this slot: combine onto the 0
                     # a free slot holds instead of storing over what they added.
                     _ref_combine(slots, row, value, op, kind, nbytes)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .._cpu.kernels import bucket_of
+from .._cpu.kernels import REACH_UNBOUNDED, bucket_of, build_reach
 
 #: Probe lengths (lines) past this are counted in the last bin of the histograms.
 MAX_LINES = 64
@@ -44,10 +44,11 @@ def _hit_histogram(slots, n_buckets, bsize, seed, tomb, out):
 
 
 @njit(cache=True, nogil=True)
-def _miss_histogram(slots, n_buckets, bsize, out):
+def _miss_histogram(slots, n_buckets, bsize, reach, out):
     """``out[d]`` += 1 for each bucket from which a miss reads ``d + 1`` lines (capped): up to and
-    including the first bucket with an empty slot (tombstones do not stop a probe); returns the
-    lines of all misses (uncapped)."""
+    including the first bucket with an empty slot (tombstones do not stop a probe), or with a
+    reach map (``reach``, non-empty) at most ``1 + reach[b]``; returns the lines of all misses
+    (uncapped)."""
     open_bucket = np.zeros(n_buckets, np.bool_)
     for row in range(n_buckets * bsize):
         if slots[row, 0] == 0:
@@ -64,26 +65,38 @@ def _miss_histogram(slots, n_buckets, bsize, out):
     for step in range(n_buckets):  # backwards from the last open bucket, wrapping
         b = (last - step) % n_buckets
         run = 1 if open_bucket[b] else run + 1
-        out[min(run - 1, out.size - 1)] += 1
-        total += run
+        lines = run
+        if reach.size > 0 and reach[b] != REACH_UNBOUNDED:
+            lines = min(run, 1 + np.int64(reach[b]))
+        out[min(lines - 1, out.size - 1)] += 1
+        total += lines
     return total
 
 
 def probe_lines(table) -> dict:
     """Mean (and histogram of) cache lines read by a hit and by a miss of a CPU ``HashMap``,
-    ``HashSet`` or ``Counter`` as it stands (see module docs)."""
+    ``HashSet`` or ``Counter`` as it stands (see module docs). A miss stops where the table's
+    reach map says (``kernels.build_reach``, which bulk lookups of a table this full use);
+    ``miss_unbounded`` is the mean without one, walking to an empty slot."""
     t = table._table
     if not isinstance(t.slots, np.ndarray):
         raise ValueError("probe_lines counts the CPU layout's lines; this table is on a GPU")
     slots = t.slots.reshape(t.slots.shape[0], -1)
     hits = np.zeros(MAX_LINES, np.int64)
     misses = np.zeros(MAX_LINES, np.int64)
-    hit_lines = _hit_histogram(slots, t.n_buckets, t.bucket_size, np.uint64(t.seed),
-                               slots.dtype.type(t.tomb), hits)
-    miss_lines = _miss_histogram(slots, t.n_buckets, t.bucket_size, misses)
-    return dict(hit=hit_lines / max(1, hits.sum()),
-                miss=miss_lines / t.n_buckets if miss_lines >= 0 else float(t.n_buckets),
-                hit_histogram=hits.tolist(), miss_histogram=misses.tolist())
+    seed, tomb = np.uint64(t.seed), slots.dtype.type(t.tomb)
+    hit_lines = _hit_histogram(slots, t.n_buckets, t.bucket_size, seed, tomb, hits)
+    reach = np.empty(t.n_buckets, np.uint8)
+    build_reach(slots, t.n_buckets, t.bucket_size, seed, tomb, reach, 1)
+    miss_lines = _miss_histogram(slots, t.n_buckets, t.bucket_size, reach, misses)
+    unbounded = _miss_histogram(slots, t.n_buckets, t.bucket_size, reach[:0], misses.copy())
+
+    def per_miss(total):
+        return total / t.n_buckets if total >= 0 else float(t.n_buckets)
+
+    return dict(hit=hit_lines / max(1, hits.sum()), miss=per_miss(miss_lines),
+                miss_unbounded=per_miss(unbounded), hit_histogram=hits.tolist(),
+                miss_histogram=misses.tolist())
 
 
 # ------------------------------------------------------------------ lines -> the best rate
