@@ -75,9 +75,11 @@ def _miss_histogram(slots, n_buckets, bsize, reach, out):
 
 def probe_lines(table) -> dict:
     """Mean (and histogram of) cache lines read by a hit and by a miss of a CPU ``HashMap``,
-    ``HashSet`` or ``Counter`` as it stands (see module docs). A miss stops where the table's
-    reach map says (``kernels.build_reach``, which bulk lookups of a table this full use);
-    ``miss_unbounded`` is the mean without one, walking to an empty slot."""
+    ``HashSet`` or ``Counter`` as it stands (see module docs). ``miss`` stops where a reach map
+    of the table says (``kernels.build_reach``), as bulk lookups do once the backend builds one
+    (a table at least ``_cpu.backend.REACH_FROM_LOAD`` full, after enough lookups) in blocks
+    that follow a block with many keys absent; ``miss_unbounded`` walks to an empty slot, as
+    every other lookup does."""
     t = table._table
     if not isinstance(t.slots, np.ndarray):
         raise ValueError("probe_lines counts the CPU layout's lines; this table is on a GPU")
