@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import os
 import sys
@@ -147,5 +148,18 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
+def console_main() -> int:
+    """The ``bulkhash`` command's entry point: ``main`` on the command line's arguments.
+
+    The process exits right after, and exit's last garbage collection would walk every object
+    the run left (numba's typing registries, a query's read ids) to free nothing that exit does
+    not free anyway: 0.15 s of a 1.3 s, 300k-read ``classify query`` on the 2-core VM.
+    ``gc.freeze`` takes them out of its reach (``main`` itself leaves the collector alone: tests
+    and other callers go on living)."""
+    code = main()
+    gc.freeze()
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())
