@@ -84,7 +84,7 @@ def test_sketches_match_the_reference(k, size, bound):
     starts = np.cumsum([0] + [len(t) + 1 for t in texts[:-1]])
     stops = starts + np.array([len(t) for t in texts])
     features, counts = SK.sketch_windows(np.frombuffer(joined.encode(), np.uint8), starts,
-                                         stops, k, BASE_CODES, size, np.uint32(bound))
+                                         stops, k, BASE_CODES, size, np.uint32(bound), 2)
     for row, text in enumerate(texts):
         expected = reference_sketch(text, k, size, bound)
         assert features[row, :counts[row]].tolist() == expected

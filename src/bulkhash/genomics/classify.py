@@ -133,7 +133,7 @@ def sketch_sequences(sequences: list[str], params: SketchParams):
     starts, stops, owner, window = windows_of(lengths, offsets, params)
     features, counts = SK.sketch_windows(text, starts, stops, params.k, BASE_CODES,
                                          params.features_per_window,
-                                         np.uint32(params.hash_bound))
+                                         np.uint32(params.hash_bound), numba.get_num_threads())
     valid = np.arange(features.shape[1]) < counts[:, None]
     return lengths, owner, window, features, counts, valid
 
