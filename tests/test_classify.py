@@ -449,6 +449,21 @@ def test_save_load_and_the_commands(references, tmp_path, capsys):
     assert (kept.hits_min, kept.candidates, kept.params) == (3, 3, fraction.params)
 
 
+def test_query_refuses_a_corrupted_index_before_reading_it(references, tmp_path, capsys):
+    folder, _ = references
+    index = tmp_path / "i.bhc"
+    main(["classify", "build", "--taxonomy", str(folder / "taxonomy.tsv"), "-o", str(index)])
+    raw = bytearray(index.read_bytes())
+    raw[-100] ^= 0x5A  # a byte of the locations: only the data checksum can tell
+    index.write_bytes(bytes(raw))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["classify", "query", str(index), str(example_path()), "-o", str(tmp_path / "q")])
+    assert exit_info.value.code == 2
+    assert "is corrupted: the table data fails its checksum" in capsys.readouterr().err
+    assert not list(tmp_path.glob("q.*"))
+
+
 def test_the_commands_refuse_bad_input(references, tmp_path, capsys):
     folder, _ = references
     kmers = tmp_path / "k.bhk"

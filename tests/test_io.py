@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import bulkhash
+from bulkhash.io import verify
 from _support import (DEVICES, assert_counter_equals, assert_map_equals, assert_set_equals,
                       edge_keys, host, random_keys, random_values, sized)
 
@@ -253,15 +254,20 @@ def test_truncated_file(saved, cut, mmap):
         f.truncate(keep)
     with pytest.raises(bulkhash.FormatError):
         bulkhash.load(saved, mmap=mmap)
+    with pytest.raises(bulkhash.FormatError):
+        verify(saved)
 
 
 @pytest.mark.parametrize("mmap", [False, True], ids=["read", "mmap"])
 @pytest.mark.parametrize("where", ["first", "middle", "last"])
 def test_flipped_byte_in_data(saved, where, mmap):
+    verify(saved)  # whole: nothing raised
     start, size = data_offset(saved), saved.stat().st_size
     flip(saved, {"first": start, "middle": (start + size) // 2, "last": size - 1}[where])
     with pytest.raises(bulkhash.FormatError, match="corrupt"):
         bulkhash.load(saved, mmap=mmap)
+    with pytest.raises(bulkhash.FormatError, match="fails its checksum"):
+        verify(saved)
     bulkhash.load(saved, mmap=mmap, verify=False)  # documented: verify=False skips the check
 
 
@@ -276,6 +282,8 @@ def test_flipped_byte_in_header(saved, pos):
     for mmap in (False, True):
         with pytest.raises(bulkhash.FormatError):
             bulkhash.load(saved, mmap=mmap)
+    with pytest.raises(bulkhash.FormatError):
+        verify(saved)
 
 
 @pytest.mark.parametrize("content", [

@@ -372,6 +372,13 @@ class ReadClassifier:
 
         return self._classify_batches(ids, batches())
 
+    def prepare(self) -> None:
+        """Have the query kernel ready now: the first classification in a process waits for
+        numba to load its machine code from the cache (0.12 s on the 2-core VM), and a caller
+        may have other work to do meanwhile. ``classify`` and ``classify_files`` need not wait
+        for it: they load the kernel themselves."""
+        self._classify_batch([])
+
     def _classify_batches(self, ids: list[str], batches) -> Classification:
         """Classify each list of sequences ``batches`` yields; ``ids`` are the reads' ids (all
         of them once the batches are done)."""
