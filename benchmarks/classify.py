@@ -2,7 +2,7 @@
 
     python benchmarks/classify.py [--data ../shared/data] [--reads 20000] [--out FILE.md]
                                  [--hits-min 5 4 3] [--sketch-size 16] [--sampling window]
-                                 [--candidates 2]
+                                 [--candidates 2] [--rounds 1]
 
 (kraken2 and wgsim on the PATH: ``apt-get install kraken2 samtools``.)
 
@@ -19,7 +19,8 @@
    and both per-taxon reports.
 
 Build and query are timed as whole commands, each in its own process; peak memory is the largest
-resident set of the command's processes.
+resident set of the command's processes. With ``--rounds N`` each query runs N times, the two
+tools in turn, and the table gives each one's median time (the machine is shared and noisy).
 """
 
 from __future__ import annotations
@@ -53,6 +54,13 @@ def run_timed(command: list[str], **kwargs) -> tuple[float, int]:
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"failed: {' '.join(command)}\n{process.stderr.read().decode()}")
     return seconds, usage.ru_maxrss // 1024
+
+
+def median_of_runs(commands: list[list[str]], rounds: int) -> list[tuple[float, int]]:
+    """``(median seconds, largest peak MiB)`` of each command, run ``rounds`` times in turn."""
+    runs = [[run_timed(command) for command in commands] for _ in range(rounds)]
+    return [(float(np.median([r[i][0] for r in runs])), max(r[i][1] for r in runs))
+            for i in range(len(commands))]
 
 
 def simulate(taxonomy: Taxonomy, reads_per_strain: int, tmp: Path) -> tuple[Path, dict]:
@@ -144,6 +152,8 @@ def main() -> int:
                         help="bulkhash's classify build --sketch-size (default 16, MetaCache's)")
     parser.add_argument("--sampling", default="window",
                         help="bulkhash's classify build --sampling (default window, MetaCache's)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="runs of each timed query, the tools in turn (median reported)")
     parser.add_argument("--candidates", type=int, default=2,
                         help="bulkhash's classify query --candidates (default 2)")
     args = parser.parse_args()
@@ -169,15 +179,17 @@ def main() -> int:
                        "--candidates", str(args.candidates)])
             results[hits_min] = bulkhash_assignments(tmp / f"b-{hits_min}.tsv")
         for name, source in (("simulated", reads), ("real", real)):
-            b_query = run_timed(["bulkhash", "classify", "query", str(index), str(source),
-                                 "-o", str(tmp / f"b-{name}"), "--hits-min",
-                                 str(args.hits_min[0]), "--candidates", str(args.candidates)])
-            k_query = run_timed(["kraken2", "--db", str(db), "--threads", "2", "--output",
-                                 str(tmp / f"k-{name}.out"), "--report",
-                                 str(tmp / f"k-{name}.report"), str(source)])
+            b_query, k_query = median_of_runs([
+                ["bulkhash", "classify", "query", str(index), str(source), "-o",
+                 str(tmp / f"b-{name}"), "--hits-min", str(args.hits_min[0]), "--candidates",
+                 str(args.candidates)],
+                ["kraken2", "--db", str(db), "--threads", "2", "--output",
+                 str(tmp / f"k-{name}.out"), "--report", str(tmp / f"k-{name}.report"),
+                 str(source)]], args.rounds)
             results[name] = (b_query, k_query, bulkhash_assignments(tmp / f"b-{name}.tsv"),
                              kraken2_assignments(tmp / f"k-{name}.out"))
-        lines += [f"{len(truth):,} simulated reads; bulkhash's index: sketch size "
+        lines += [f"{len(truth):,} simulated reads; queries timed as the median of {args.rounds} "
+                  f"run(s) each; bulkhash's index: sketch size "
                   f"{args.sketch_size}, {args.sampling} sampling, "
                   f"{index.stat().st_size / 1e6:.0f} MB; queries with {args.candidates} "
                   f"candidates; kraken2's: "
